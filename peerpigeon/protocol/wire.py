@@ -1,0 +1,504 @@
+"""Signaling messages of the reference, both directions, as typed values; strict codec.
+
+Wire shapes: reference/signaling-and-topology.md section 2 (client <-> server) and
+section 5 (hub <-> hub, which uses the same messages). `decode_message` turns one
+WebSocket frame into a `Message` or raises `DecodeError` naming the field and reason;
+`encode_message` writes compact JSON the way JS `JSON.stringify` does (absent fields
+are omitted).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Final, TypeAlias, TypedDict
+
+from .errors import DecodeError, UnknownMessageType
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "GLOBAL_NETWORK",
+    "SYSTEM_SENDER",
+    "Announce",
+    "Answer",
+    "Cleanup",
+    "CleanupAll",
+    "Connected",
+    "ConnectionRejected",
+    "ErrorReply",
+    "Goodbye",
+    "HubAuth",
+    "IceCandidate",
+    "IceRestartAnswer",
+    "IceRestartOffer",
+    "JsonObject",
+    "JsonValue",
+    "Message",
+    "Offer",
+    "PeerDisconnected",
+    "PeerDiscovered",
+    "Ping",
+    "Pong",
+    "RenegotiationAnswer",
+    "RenegotiationOffer",
+    "SignalRelay",
+    "decode_json_object",
+    "decode_message",
+    "encode_message",
+    "error_text_for",
+    "message_from_object",
+]
+
+JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+JsonObject: TypeAlias = "dict[str, JsonValue]"
+
+DEFAULT_MAX_FRAME_BYTES: Final = 1_048_576
+GLOBAL_NETWORK: Final = "global"
+SYSTEM_SENDER: Final = "system"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Envelope:
+    """Envelope fields any signaling message may carry (all optional on the wire)."""
+
+    TYPE: ClassVar[str] = ""
+
+    network_name: str | None = None
+    from_peer_id: str | None = None
+    target_peer_id: str | None = None
+    timestamp: int | float | None = None
+    max_peers: int | None = None
+
+    @property
+    def type(self) -> str:
+        """The wire ``type`` tag."""
+        return self.TYPE
+
+    @property
+    def network(self) -> str:
+        """The namespace, with a missing or empty ``networkName`` read as ``"global"``."""
+        return self.network_name or GLOBAL_NETWORK
+
+    def _data_json(self) -> JsonValue:
+        return None
+
+    def _has_data(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _WithData(_Envelope):
+    """A message whose ``data`` is a JSON object kept as received."""
+
+    data: JsonObject = field(default_factory=dict)
+
+    def _data_json(self) -> JsonValue:
+        return self.data
+
+    def _has_data(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Announce(_WithData):
+    """Join a namespace (client to server); hubs add ``isHub`` and their address."""
+
+    TYPE: ClassVar[str] = "announce"
+
+    @property
+    def is_hub(self) -> bool:
+        """Whether ``data.isHub`` is exactly ``true``."""
+        return self.data.get("isHub") is True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Goodbye(_WithData):
+    """The sender leaves its namespace (relayed by the server)."""
+
+    TYPE: ClassVar[str] = "goodbye"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SessionDescription(_Envelope):
+    """``offer`` / ``answer``: ``data`` is ``{type, sdp}``."""
+
+    sdp: str = ""
+
+    def _data_json(self) -> JsonValue:
+        return {"type": self.TYPE, "sdp": self.sdp}
+
+    def _has_data(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Offer(_SessionDescription):
+    """A WebRTC offer, relayed by ``targetPeerId``."""
+
+    TYPE: ClassVar[str] = "offer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer(_SessionDescription):
+    """A WebRTC answer, relayed by ``targetPeerId``."""
+
+    TYPE: ClassVar[str] = "answer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IceCandidate(_Envelope):
+    """One trickled ICE candidate, relayed by ``targetPeerId``."""
+
+    TYPE: ClassVar[str] = "ice-candidate"
+
+    candidate: str = ""
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+    username_fragment: str | None = None
+
+    def _data_json(self) -> JsonValue:
+        data: JsonObject = {"candidate": self.candidate}
+        data["sdpMid"] = self.sdp_mid
+        data["sdpMLineIndex"] = self.sdp_mline_index
+        if self.username_fragment is not None:
+            data["usernameFragment"] = self.username_fragment
+        return data
+
+    def _has_data(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ping(_Envelope):
+    """Application-level ping; the server answers `Pong`."""
+
+    TYPE: ClassVar[str] = "ping"
+
+    data: JsonValue = None
+
+    def _data_json(self) -> JsonValue:
+        return self.data
+
+    def _has_data(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pong(_WithData):
+    """The server's answer to `Ping`: ``data.timestamp``."""
+
+    TYPE: ClassVar[str] = "pong"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cleanup(_WithData):
+    """Leftover of an older server; accepted and ignored."""
+
+    TYPE: ClassVar[str] = "cleanup"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CleanupAll(_WithData):
+    """Sent by browsers on unload; the reference server answers `error`."""
+
+    TYPE: ClassVar[str] = "cleanup-all"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected(_WithData):
+    """First frame from the server: ``data.peerId`` is the socket's ID."""
+
+    TYPE: ClassVar[str] = "connected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerDiscovered(_WithData):
+    """A peer of the namespace (server to client, and hub to hub)."""
+
+    TYPE: ClassVar[str] = "peer-discovered"
+
+    @property
+    def peer_id(self) -> str | None:
+        """``data.peerId`` when it is a string."""
+        value = self.data.get("peerId")
+        return value if isinstance(value, str) else None
+
+    @property
+    def is_hub(self) -> bool:
+        """Whether ``data.isHub`` is exactly ``true``."""
+        return self.data.get("isHub") is True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerDisconnected(_WithData):
+    """A peer left the server (server to client; between our hubs too)."""
+
+    TYPE: ClassVar[str] = "peer-disconnected"
+
+    @property
+    def peer_id(self) -> str | None:
+        """``data.peerId`` when it is a string."""
+        value = self.data.get("peerId")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorReply(_Envelope):
+    """The server's only error frame: ``{"type": "error", "error": text}``."""
+
+    TYPE: ClassVar[str] = "error"
+
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionRejected(_WithData):
+    """A callee refuses an offer (the reference server does not route it)."""
+
+    TYPE: ClassVar[str] = "connection-rejected"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenegotiationOffer(_WithData):
+    """Media renegotiation fallback (refused by the reference server)."""
+
+    TYPE: ClassVar[str] = "renegotiation-offer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenegotiationAnswer(_WithData):
+    """Media renegotiation fallback (refused by the reference server)."""
+
+    TYPE: ClassVar[str] = "renegotiation-answer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IceRestartOffer(_WithData):
+    """ICE restart (dead code in the reference; refused by its server)."""
+
+    TYPE: ClassVar[str] = "ice-restart-offer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IceRestartAnswer(_WithData):
+    """ICE restart (dead code in the reference; refused by its server)."""
+
+    TYPE: ClassVar[str] = "ice-restart-answer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubAuth(_WithData):
+    """Proof of the federation's shared secret (ours only; see docs/federation.md).
+
+    ``data`` holds ``nonce`` and ``proof`` (hex); the secret itself never travels.
+    """
+
+    TYPE: ClassVar[str] = "hub-auth"
+
+
+SignalRelay: TypeAlias = Offer | Answer | IceCandidate
+
+Message: TypeAlias = (
+    Announce
+    | Goodbye
+    | Offer
+    | Answer
+    | IceCandidate
+    | Ping
+    | Pong
+    | Cleanup
+    | CleanupAll
+    | Connected
+    | PeerDiscovered
+    | PeerDisconnected
+    | ErrorReply
+    | ConnectionRejected
+    | RenegotiationOffer
+    | RenegotiationAnswer
+    | IceRestartOffer
+    | IceRestartAnswer
+    | HubAuth
+)
+
+_DATA_OBJECT_TYPES: Final[dict[str, type[_WithData]]] = {
+    cls.TYPE: cls
+    for cls in (
+        Announce,
+        Goodbye,
+        Pong,
+        Cleanup,
+        CleanupAll,
+        Connected,
+        PeerDiscovered,
+        PeerDisconnected,
+        ConnectionRejected,
+        RenegotiationOffer,
+        RenegotiationAnswer,
+        IceRestartOffer,
+        IceRestartAnswer,
+        HubAuth,
+    )
+}
+
+
+def error_text_for(message_type: str) -> str:
+    """The reference server's exact error text for a type it does not route."""
+    return (
+        f"Signaling server does not route '{message_type}' messages. "
+        "Use WebRTC data channels for peer-to-peer communication."
+    )
+
+
+# --- decoding -------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json_object(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> JsonObject:
+    """Parse one frame as a JSON object, or raise `DecodeError` (field ``frame``)."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise DecodeError("frame", f"{size} bytes exceeds the limit of {max_bytes}")
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("frame", "not valid UTF-8") from None
+    else:
+        text = raw
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise DecodeError("frame", "not valid JSON") from None
+    if not isinstance(value, dict):
+        raise DecodeError("frame", "must be a JSON object")
+    return value
+
+
+def _opt_str(obj: JsonObject, key: str, path: str | None = None) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DecodeError(path or key, "must be a string")
+    return value
+
+
+def _opt_int(obj: JsonObject, key: str, path: str | None = None) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DecodeError(path or key, "must be an integer")
+    return value
+
+
+def _opt_number(obj: JsonObject, key: str) -> int | float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DecodeError(key, "must be a finite number")
+    return value
+
+
+def _data_object(obj: JsonObject, *, required: bool) -> JsonObject:
+    value = obj.get("data")
+    if value is None:
+        if required:
+            raise DecodeError("data", "is required")
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError("data", "must be a JSON object")
+    return value
+
+
+class _EnvelopeFields(TypedDict):
+    network_name: str | None
+    from_peer_id: str | None
+    target_peer_id: str | None
+    timestamp: int | float | None
+    max_peers: int | None
+
+
+def message_from_object(obj: JsonObject) -> Message:
+    """Validate a parsed JSON object into a typed `Message`.
+
+    Raises `UnknownMessageType` for a well-formed frame with a ``type`` we do not know,
+    and `DecodeError` for anything missing or ill-typed.
+    """
+    kind = obj.get("type")
+    if kind is None:
+        raise DecodeError("type", "is required")
+    if not isinstance(kind, str):
+        raise DecodeError("type", "must be a string")
+    env: _EnvelopeFields = {
+        "network_name": _opt_str(obj, "networkName"),
+        "from_peer_id": _opt_str(obj, "fromPeerId"),
+        "target_peer_id": _opt_str(obj, "targetPeerId"),
+        "timestamp": _opt_number(obj, "timestamp"),
+        "max_peers": _opt_int(obj, "maxPeers"),
+    }
+    if kind in _DATA_OBJECT_TYPES:
+        required = kind in ("peer-discovered", "peer-disconnected", "hub-auth")
+        cls = _DATA_OBJECT_TYPES[kind]
+        return cls(data=_data_object(obj, required=required), **env)  # type: ignore[return-value]  # every entry is a Message
+    if kind in ("offer", "answer"):
+        data = _data_object(obj, required=True)
+        sdp = data.get("sdp")
+        if not isinstance(sdp, str):
+            raise DecodeError("data.sdp", "must be a string")
+        if _opt_str(data, "type", "data.type") not in (None, kind):
+            raise DecodeError("data.type", f"must be {kind!r}")
+        return (Offer if kind == "offer" else Answer)(sdp=sdp, **env)
+    if kind == "ice-candidate":
+        data = _data_object(obj, required=True)
+        candidate = data.get("candidate")
+        if not isinstance(candidate, str):
+            raise DecodeError("data.candidate", "must be a string")
+        return IceCandidate(
+            candidate=candidate,
+            sdp_mid=_opt_str(data, "sdpMid", "data.sdpMid"),
+            sdp_mline_index=_opt_int(data, "sdpMLineIndex", "data.sdpMLineIndex"),
+            username_fragment=_opt_str(data, "usernameFragment", "data.usernameFragment"),
+            **env,
+        )
+    if kind == "ping":
+        return Ping(data=obj.get("data"), **env)
+    if kind == "error":
+        text = obj.get("error")
+        if not isinstance(text, str):
+            raise DecodeError("error", "must be a string")
+        return ErrorReply(error=text, **env)
+    raise UnknownMessageType(kind)
+
+
+def decode_message(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Message:
+    """Decode one signaling frame; raises `DecodeError` (or `UnknownMessageType`)."""
+    return message_from_object(decode_json_object(raw, max_bytes=max_bytes))
+
+
+# --- encoding -------------------------------------------------------------------------
+
+
+def encode_message(msg: Message) -> str:
+    """Encode a message as compact JSON; fields that are ``None`` are left out."""
+    out: JsonObject = {"type": msg.TYPE}
+    if msg._has_data():
+        out["data"] = msg._data_json()
+    if isinstance(msg, ErrorReply):
+        out["error"] = msg.error
+    if msg.max_peers is not None:
+        out["maxPeers"] = msg.max_peers
+    if msg.network_name is not None:
+        out["networkName"] = msg.network_name
+    if msg.from_peer_id is not None:
+        out["fromPeerId"] = msg.from_peer_id
+    if msg.target_peer_id is not None:
+        out["targetPeerId"] = msg.target_peer_id
+    if msg.timestamp is not None:
+        out["timestamp"] = msg.timestamp
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
