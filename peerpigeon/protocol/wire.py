@@ -48,6 +48,7 @@ __all__ = [
     "encode_message",
     "error_text_for",
     "message_from_object",
+    "query_param",
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -502,3 +503,39 @@ def encode_message(msg: Message) -> str:
     if msg.timestamp is not None:
         out["timestamp"] = msg.timestamp
     return json.dumps(out, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+# --- request targets ------------------------------------------------------------------
+
+
+def _percent_decode(text: str) -> str:
+    """Decode ``+`` and ``%XX`` the way URLSearchParams does (bad escapes stay as they are)."""
+    raw = text.replace("+", " ").encode("utf-8", "surrogatepass")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte == 0x25 and _is_hex_pair(raw[i + 1 : i + 3]):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(byte)
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
+def _is_hex_pair(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+
+
+def query_param(target: str, name: str) -> str | None:
+    """The first value of query parameter `name` in a request target or URL, decoded."""
+    _, sep, query = target.partition("?")
+    if not sep:
+        return None
+    query = query.partition("#")[0]
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if _percent_decode(key) == name:
+            return _percent_decode(value)
+    return None

@@ -4,24 +4,27 @@
 // subclass that keeps every ICE candidate on the loopback interface. Non-loopback candidates are
 // dropped in all three places they can travel:
 //   * outgoing: `icecandidate` events (both `onicecandidate` and addEventListener listeners)
-//     never see them, and `localDescription` has their `a=candidate` lines removed;
+//     never see them, and the SDP from createOffer/createAnswer has their lines removed;
 //   * incoming: `addIceCandidate` resolves without adding them, and `setRemoteDescription`
 //     removes their `a=candidate` lines from the remote SDP.
-// So every WebRTC link made in the interop tests runs over 127.0.0.1 (or ::1).
+// So every WebRTC link made in the interop tests runs over 127.0.0.1.
 
 import wrtc from '@roamhq/wrtc';
 
 const Base = wrtc.RTCPeerConnection;
 
-/** True when an ICE candidate string (with or without the `a=` prefix) is on loopback. */
+/**
+ * True when an ICE candidate string (with or without the `a=` prefix) is on IPv4 loopback
+ * (127.0.0.0/8). IPv6 ::1 is left out on purpose: the Python side (aioice) only offers
+ * 127.0.0.1, and JS-to-JS links should use the same path.
+ */
 export function isLoopbackCandidate(candidate) {
   if (typeof candidate !== 'string') return false;
   const text = candidate.trim().replace(/^a=/, '').replace(/^candidate:/, '');
   const fields = text.split(/\s+/);
   if (fields.length < 5) return false;
   const address = fields[4].toLowerCase();
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address) || address === '::1' ||
-    address === '0:0:0:0:0:0:0:1' || address === 'localhost';
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address);
 }
 
 /** Remove non-loopback `a=candidate:` lines from an SDP text. */
@@ -53,50 +56,21 @@ function filteredDescription(description) {
   return { type: description.type, sdp: stripNonLoopbackCandidates(description.sdp) };
 }
 
-const wrappedListeners = new WeakMap();
-
-function wrapIceListener(listener) {
-  if (listener == null) return listener;
-  let wrapped = wrappedListeners.get(listener);
-  if (wrapped === undefined) {
-    wrapped = function loopbackIceListener(event) {
-      if (event && !keepCandidate(event.candidate)) return undefined;
-      if (typeof listener === 'function') return listener.call(this, event);
-      return listener.handleEvent(event);
-    };
-    wrappedListeners.set(listener, wrapped);
-  }
-  return wrapped;
-}
-
+/**
+ * RTCPeerConnection restricted to loopback ICE candidates.
+ *
+ * The binding dispatches every event through `this.dispatchEvent`, which also calls the
+ * `on<type>` handler, so filtering there covers `onicecandidate` and `addEventListener` alike.
+ * (The binding defines `localDescription` & co. as non-configurable own properties, so those
+ * cannot be wrapped; PeerPigeon sends the objects returned by createOffer/createAnswer, which
+ * are filtered below, and trickles the rest as `icecandidate` events.)
+ */
 export class RTCPeerConnection extends Base {
-  constructor(...args) {
-    super(...args);
-    this._loopbackOnIceCandidate = null;
-  }
-
-  get onicecandidate() {
-    return this._loopbackOnIceCandidate;
-  }
-
-  set onicecandidate(handler) {
-    if (this._loopbackOnIceCandidate !== null) {
-      super.removeEventListener('icecandidate', wrapIceListener(this._loopbackOnIceCandidate));
+  dispatchEvent(event) {
+    if (event && event.type === 'icecandidate' && !keepCandidate(event.candidate)) {
+      return true;
     }
-    this._loopbackOnIceCandidate = typeof handler === 'function' ? handler : null;
-    if (this._loopbackOnIceCandidate !== null) {
-      super.addEventListener('icecandidate', wrapIceListener(this._loopbackOnIceCandidate));
-    }
-  }
-
-  addEventListener(type, listener, options) {
-    if (type === 'icecandidate') listener = wrapIceListener(listener);
-    return super.addEventListener(type, listener, options);
-  }
-
-  removeEventListener(type, listener, options) {
-    if (type === 'icecandidate' && listener != null) listener = wrapIceListener(listener);
-    return super.removeEventListener(type, listener, options);
+    return super.dispatchEvent(event);
   }
 
   addIceCandidate(candidate, ...rest) {
@@ -112,16 +86,12 @@ export class RTCPeerConnection extends Base {
     return super.setRemoteDescription(filteredDescription(description), ...rest);
   }
 
-  get localDescription() {
-    return filteredDescription(super.localDescription);
+  async createOffer(...args) {
+    return filteredDescription(await super.createOffer(...args));
   }
 
-  get pendingLocalDescription() {
-    return filteredDescription(super.pendingLocalDescription);
-  }
-
-  get currentLocalDescription() {
-    return filteredDescription(super.currentLocalDescription);
+  async createAnswer(...args) {
+    return filteredDescription(await super.createAnswer(...args));
   }
 }
 
@@ -130,13 +100,18 @@ export const {
   MediaStreamTrack,
   RTCDataChannel,
   RTCDataChannelEvent,
+  RTCDtlsTransport,
   RTCIceCandidate,
+  RTCIceTransport,
   RTCPeerConnectionIceEvent,
+  RTCPeerConnectionIceErrorEvent,
   RTCRtpReceiver,
   RTCRtpSender,
   RTCRtpTransceiver,
   RTCSctpTransport,
   RTCSessionDescription,
+  getUserMedia,
+  mediaDevices,
   nonstandard,
 } = wrtc;
 

@@ -1,0 +1,200 @@
+#!/usr/bin/env node
+// A scripted reference PeerPigeonMesh peer (npm peerpigeon@1.0.6), driven by JSON lines.
+//
+// Arguments:
+//   --url URL          signaling server to connect to (required)
+//   --peer-id ID       40-hex peer ID (default: the reference generates one)
+//   --network NAME     network namespace (default: the reference's "global")
+//   --max-peers N      maxPeers (default: the reference's 3)
+//   --min-peers N      minPeers (default: the reference's 2)
+//   --no-crypto        enableCrypto: false (default: on, as in the reference)
+//   --no-dht           enableWebDHT: false (default: on)
+//   --no-auto-connect  autoConnect: false (only connect when told to)
+//   --no-global-fallback  allowGlobalFallback: false
+//   --debug            turn on the reference's DebugLogger for every module (to stderr)
+//   --quiet            drop console output instead of sending it to stderr
+//
+// stdout: one JSON event per line (see README.md); the first is `ready` once connected to
+// signaling, or `fatal` before exiting non-zero.
+// stdin: one JSON command per line; EOF, `quit` or SIGTERM disconnect and exit 0.
+
+import { parseArgs } from 'node:util';
+
+import { emit, onSignals, readCommands, redirectConsole, reply, replyError, withTimeout } from './lib/io.mjs';
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    'peer-id': { type: 'string' },
+    network: { type: 'string' },
+    'max-peers': { type: 'string' },
+    'min-peers': { type: 'string' },
+    'no-crypto': { type: 'boolean', default: false },
+    'no-dht': { type: 'boolean', default: false },
+    'no-auto-connect': { type: 'boolean', default: false },
+    'no-global-fallback': { type: 'boolean', default: false },
+    debug: { type: 'boolean', default: false },
+    quiet: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+redirectConsole(args.quiet);
+
+if (!args.url) {
+  emit('fatal', { message: '--url is required' });
+  process.exit(2);
+}
+
+// The reference's Node example installs these globals; PeerPigeon itself builds its links
+// through pigeonrtc -> import('@koush/wrtc'), which is our loopback-only wrapper around
+// @roamhq/wrtc. The globals use the same wrapper so nothing can leave loopback.
+const wrtc = (await import('@koush/wrtc')).default;
+const { default: WebSocket } = await import('ws');
+globalThis.RTCPeerConnection = wrtc.RTCPeerConnection;
+globalThis.RTCSessionDescription = wrtc.RTCSessionDescription;
+globalThis.RTCIceCandidate = wrtc.RTCIceCandidate;
+globalThis.WebSocket = WebSocket;
+
+const { PeerPigeonMesh, DebugLogger } = await import('peerpigeon');
+if (args.debug) DebugLogger.enableAll();
+
+function intOption(name) {
+  const text = args[name];
+  if (text === undefined) return undefined;
+  const value = Number.parseInt(text, 10);
+  if (!Number.isInteger(value)) {
+    emit('fatal', { message: `invalid --${name} ${text}` });
+    process.exit(2);
+  }
+  return value;
+}
+
+const options = { ignoreEnvironmentErrors: true };
+if (args['peer-id']) options.peerId = args['peer-id'];
+if (args.network) options.networkName = args.network;
+const maxPeers = intOption('max-peers');
+const minPeers = intOption('min-peers');
+if (maxPeers !== undefined) options.maxPeers = maxPeers;
+if (minPeers !== undefined) options.minPeers = minPeers;
+if (args['no-crypto']) options.enableCrypto = false;
+if (args['no-dht']) options.enableWebDHT = false;
+if (args['no-auto-connect']) options.autoConnect = false;
+if (args['no-global-fallback']) options.allowGlobalFallback = false;
+
+const mesh = new PeerPigeonMesh(options);
+
+// Events forwarded as they come, payload fields merged into the line.
+const FORWARDED = [
+  'peerDiscovered',
+  'peerConnected',
+  'peerDisconnected',
+  'peerEvicted',
+  'messageReceived',
+  'statusChanged',
+  'peerKeyAdded',
+  'cryptoReady',
+  'cryptoError',
+  'dhtValueChanged',
+];
+for (const name of FORWARDED) {
+  mesh.addEventListener(name, (data) => {
+    emit(name, data !== null && typeof data === 'object' && !Array.isArray(data) ? data : { data });
+  });
+}
+
+let closing = null;
+function shutdown() {
+  if (closing === null) {
+    closing = Promise.resolve().then(() => {
+      try {
+        mesh.disconnect();
+      } catch (error) {
+        emit('error', { where: 'disconnect', message: String(error && error.message) });
+      }
+      // Let the goodbye and the WebSocket close frame leave before the process exits.
+      return new Promise((resolve) => setTimeout(resolve, 150));
+    });
+  }
+  return closing;
+}
+
+onSignals(shutdown);
+
+try {
+  await withTimeout(mesh.init(), 20000, 'mesh.init()');
+  await withTimeout(mesh.connect(args.url), 15000, 'mesh.connect()');
+} catch (error) {
+  emit('fatal', { message: String(error && error.message) });
+  try {
+    mesh.disconnect();
+  } catch {
+    // nothing more to do
+  }
+  process.exit(1);
+}
+
+emit('ready', { peerId: mesh.peerId, url: args.url, networkName: mesh.networkName });
+
+function status() {
+  return {
+    ...mesh.getStatus(),
+    connectedPeerIds: mesh.getConnectedPeerIds(),
+    discoveredPeerIds: mesh.getDiscoveredPeers().map((peer) => peer.peerId),
+  };
+}
+
+function requireString(command, field) {
+  const value = command[field];
+  if (typeof value !== 'string' || value === '') {
+    throw new Error(`"${field}" must be a non-empty string`);
+  }
+  return value;
+}
+
+async function run(command) {
+  switch (command.cmd) {
+    case 'send': {
+      const to = requireString(command, 'to');
+      const messageId = await mesh.sendDirectMessage(to, command.content);
+      if (messageId == null) throw new Error(`sendDirectMessage to ${to} returned ${messageId}`);
+      return { messageId };
+    }
+    case 'broadcast': {
+      const messageId = await mesh.sendMessage(command.content);
+      if (messageId == null) throw new Error(`sendMessage returned ${messageId}`);
+      return { messageId };
+    }
+    case 'connectToPeer':
+      await mesh.connectToPeer(requireString(command, 'peerId'));
+      return undefined;
+    case 'status':
+      return status();
+    case 'disconnect':
+      mesh.disconnect();
+      return undefined;
+    case 'connect':
+      await withTimeout(mesh.connect(command.url ?? args.url), 15000, 'mesh.connect()');
+      return undefined;
+    case 'quit':
+      await shutdown();
+      return undefined;
+    default:
+      throw new Error(`unknown command ${JSON.stringify(command.cmd)}`);
+  }
+}
+
+readCommands(
+  async (command) => {
+    try {
+      reply(command, await run(command));
+    } catch (error) {
+      replyError(command, error);
+    }
+    if (command.cmd === 'quit') process.exit(0);
+  },
+  async () => {
+    await shutdown();
+    process.exit(0);
+  },
+);
