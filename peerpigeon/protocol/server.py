@@ -124,8 +124,13 @@ class ServerConfig:
     cors_origin: str = "*"
 
     def __post_init__(self) -> None:
-        positive_ints = ("max_connections", "max_message_bytes", "max_announce_data_bytes",
-                         "max_outbound_frames", "max_bad_frames")
+        positive_ints = (
+            "max_connections",
+            "max_message_bytes",
+            "max_announce_data_bytes",
+            "max_outbound_frames",
+            "max_bad_frames",
+        )
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -400,14 +405,20 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         )
         self._conns[conn_id] = conn
         self._by_peer[peer_id] = conn_id
-        self._emit(PeerConnected(peer_id=peer_id, connection=conn_id,
-                                 total_connections=len(self._conns)))
-        self._send(conn, Connected(data={"peerId": peer_id}, from_peer_id=SYSTEM_SENDER,
-                                   timestamp=self.wall_ms(now)))
+        self._emit(
+            PeerConnected(peer_id=peer_id, connection=conn_id, total_connections=len(self._conns))
+        )
+        self._send(
+            conn,
+            Connected(
+                data={"peerId": peer_id}, from_peer_id=SYSTEM_SENDER, timestamp=self.wall_ms(now)
+            ),
+        )
         return conn_id
 
-    def connection_closed(self, connection: ConnectionId, now: float, *, code: int = 1006,
-                          reason: str = "") -> None:
+    def connection_closed(
+        self, connection: ConnectionId, now: float, *, code: int = 1006, reason: str = ""
+    ) -> None:
         """The adapter saw the connection end. Unknown or replaced handles are ignored.
 
         May queue `SendText` (peer-disconnected to the namespace); may emit
@@ -550,35 +561,46 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         hubs: list[JsonObject] = []
         for hub_id in self._hubs:
             conn = self._conns[self._by_peer[hub_id]]
-            hubs.append({
-                "peerId": hub_id,
-                "registeredAt": conn.registered_at_ms,
-                "lastActivity": conn.registered_at_ms,
-                "networkName": conn.network,
-                "data": conn.data,
-                "connectedAt": conn.connected_at_ms,
-            })
+            hubs.append(
+                {
+                    "peerId": hub_id,
+                    "registeredAt": conn.registered_at_ms,
+                    "lastActivity": conn.registered_at_ms,
+                    "networkName": conn.network,
+                    "data": conn.data,
+                    "connectedAt": conn.connected_at_ms,
+                }
+            )
         return {"timestamp": self._iso(now), "totalHubs": len(self._hubs), "hubs": list(hubs)}
 
-    def http_response(self, method: str, path: str, now: float, *,
-                      memory: JsonObject | None = None) -> HttpResponse:
+    def http_response(
+        self, method: str, path: str, now: float, *, memory: JsonObject | None = None
+    ) -> HttpResponse:
         """The answer to a plain HTTP request (routes compare the path exactly)."""
         cors = ("Access-Control-Allow-Origin", self.config.cors_origin)
         if method.upper() == "OPTIONS":
-            return HttpResponse(status=200, body=b"", headers=(
-                cors,
-                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-                ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
-            ))
+            return HttpResponse(
+                status=200,
+                body=b"",
+                headers=(
+                    cors,
+                    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+                    ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
+                ),
+            )
         if path == "/health":
             body = json.dumps(self.health(now, memory=memory), separators=(",", ":"))
         elif path == "/hubs":
             body = json.dumps(self.hubs_info(now), separators=(",", ":"))
         else:
-            return HttpResponse(status=200, body=b"PeerPigeon WebSocket Signaling Server",
-                                headers=(("Content-Type", "text/plain"), cors))
-        return HttpResponse(status=200, body=body.encode(),
-                            headers=(("Content-Type", "application/json"), cors))
+            return HttpResponse(
+                status=200,
+                body=b"PeerPigeon WebSocket Signaling Server",
+                headers=(("Content-Type", "text/plain"), cors),
+            )
+        return HttpResponse(
+            status=200, body=body.encode(), headers=(("Content-Type", "application/json"), cors)
+        )
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -593,9 +615,15 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
             case Goodbye():
                 self._on_goodbye(conn, msg, now)
             case Ping():
-                self._send(conn, Pong(data={"timestamp": self.wall_ms(now)},
-                                      from_peer_id=SYSTEM_SENDER, target_peer_id=conn.peer_id,
-                                      timestamp=self.wall_ms(now)))
+                self._send(
+                    conn,
+                    Pong(
+                        data={"timestamp": self.wall_ms(now)},
+                        from_peer_id=SYSTEM_SENDER,
+                        target_peer_id=conn.peer_id,
+                        timestamp=self.wall_ms(now),
+                    ),
+                )
             case Cleanup() | CleanupAll():
                 pass  # leftovers of an older server: accepted and ignored
             case PeerDiscovered() | PeerDisconnected():
@@ -607,8 +635,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
     def _on_announce(self, conn: _Conn, msg: Announce, now: float) -> None:
         data = msg.data
         if len(json.dumps(data, separators=(",", ":"))) > self.config.max_announce_data_bytes:
-            self._reject(conn, "data", f"exceeds {self.config.max_announce_data_bytes} bytes",
-                         now)
+            self._reject(conn, "data", f"exceeds {self.config.max_announce_data_bytes} bytes", now)
             return
         net = msg.network
         is_hub = msg.is_hub or net == self.config.hub_mesh_namespace
@@ -631,12 +658,26 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         about_new = self._discovered_data(conn)
         for other_id in others:
             other = self._conns[self._by_peer[other_id]]
-            self._send(other, PeerDiscovered(data=about_new, network_name=net,
-                                             from_peer_id=SYSTEM_SENDER,
-                                             target_peer_id=other_id, timestamp=ts))
-            self._send(conn, PeerDiscovered(data=self._discovered_data(other), network_name=net,
-                                            from_peer_id=SYSTEM_SENDER,
-                                            target_peer_id=conn.peer_id, timestamp=ts))
+            self._send(
+                other,
+                PeerDiscovered(
+                    data=about_new,
+                    network_name=net,
+                    from_peer_id=SYSTEM_SENDER,
+                    target_peer_id=other_id,
+                    timestamp=ts,
+                ),
+            )
+            self._send(
+                conn,
+                PeerDiscovered(
+                    data=self._discovered_data(other),
+                    network_name=net,
+                    from_peer_id=SYSTEM_SENDER,
+                    target_peer_id=conn.peer_id,
+                    timestamp=ts,
+                ),
+            )
         self._emit(PeerAnnounced(peer_id=conn.peer_id, network_name=net, is_hub=conn.is_hub))
 
     def _on_relay(self, conn: _Conn, msg: Message, now: float) -> None:
@@ -659,8 +700,12 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if (target.network or GLOBAL_NETWORK) != msg.network:
             self._count.dropped_unroutable += 1
             return
-        relay = _with_envelope(msg, from_peer_id=msg.from_peer_id or conn.peer_id,
-                               network_name=msg.network, timestamp=self.wall_ms(now))
+        relay = _with_envelope(
+            msg,
+            from_peer_id=msg.from_peer_id or conn.peer_id,
+            network_name=msg.network,
+            timestamp=self.wall_ms(now),
+        )
         self._count.relayed += 1
         self._send(target, relay)
 
@@ -671,8 +716,13 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
             return
         if conn.network is None:
             return
-        relay = Goodbye(data=msg.data, from_peer_id=conn.peer_id, target_peer_id=None,
-                        network_name=conn.network, timestamp=self.wall_ms(now))
+        relay = Goodbye(
+            data=msg.data,
+            from_peer_id=conn.peer_id,
+            target_peer_id=None,
+            network_name=conn.network,
+            timestamp=self.wall_ms(now),
+        )
         members = self._networks.get(conn.network, {})
         for member_id in members:
             if member_id != conn.peer_id:
@@ -690,8 +740,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                 data[key] = value
         return data
 
-    def _leave_network(self, conn: _Conn, now: float, *, reason: str,
-                       notify: bool = True) -> None:
+    def _leave_network(self, conn: _Conn, now: float, *, reason: str, notify: bool = True) -> None:
         net = conn.network
         if net is None:
             return
@@ -702,12 +751,23 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                 del self._networks[net]
             elif notify:
                 ts = self.wall_ms(now)
-                data: JsonObject = {"peerId": conn.peer_id, "isHub": conn.is_hub,
-                                    "reason": reason, "timestamp": ts}
+                data: JsonObject = {
+                    "peerId": conn.peer_id,
+                    "isHub": conn.is_hub,
+                    "reason": reason,
+                    "timestamp": ts,
+                }
                 for member_id in members:
-                    self._send(self._conns[self._by_peer[member_id]], PeerDisconnected(
-                        data=data, network_name=net, from_peer_id=SYSTEM_SENDER,
-                        target_peer_id=member_id, timestamp=ts))
+                    self._send(
+                        self._conns[self._by_peer[member_id]],
+                        PeerDisconnected(
+                            data=data,
+                            network_name=net,
+                            from_peer_id=SYSTEM_SENDER,
+                            target_peer_id=member_id,
+                            timestamp=ts,
+                        ),
+                    )
         conn.network = None
 
     def _remove(self, conn: _Conn, now: float, *, code: int, reason: str) -> None:
@@ -718,8 +778,11 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if conn.is_hub and conn.peer_id in self._hubs:
             del self._hubs[conn.peer_id]
             self._emit(HubUnregistered(peer_id=conn.peer_id, total_hubs=len(self._hubs)))
-        self._emit(PeerDeparted(peer_id=conn.peer_id, code=code, reason=reason,
-                                total_connections=len(self._conns)))
+        self._emit(
+            PeerDeparted(
+                peer_id=conn.peer_id, code=code, reason=reason, total_connections=len(self._conns)
+            )
+        )
 
     def _refuse(self, conn_id: ConnectionId, reason: str) -> ConnectionId:
         self._count.refused_connections += 1
@@ -739,13 +802,15 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         self._act(SendText(connection=conn.id, text=encode_message(msg)))
 
     def _reply_error(self, conn: _Conn, message_type: str, now: float) -> None:
-        self._send(conn, ErrorReply(error=error_text_for(message_type),
-                                    timestamp=self.wall_ms(now)))
+        self._send(
+            conn, ErrorReply(error=error_text_for(message_type), timestamp=self.wall_ms(now))
+        )
         self._strike(conn, now)
 
     def _reject(self, conn: _Conn, field_name: str, reason: str, now: float) -> None:
-        self._emit(FrameRejected(connection=conn.id, peer_id=conn.peer_id, field=field_name,
-                                 reason=reason))
+        self._emit(
+            FrameRejected(connection=conn.id, peer_id=conn.peer_id, field=field_name, reason=reason)
+        )
         self._strike(conn, now)
 
     def _strike(self, conn: _Conn, now: float) -> None:
@@ -767,8 +832,14 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-def _with_envelope(msg: Message, *, from_peer_id: str, network_name: str,
-                   timestamp: int) -> Message:
+def _with_envelope(
+    msg: Message, *, from_peer_id: str, network_name: str, timestamp: int
+) -> Message:
     """A relay copy of `msg`: same payload, the server's envelope, no ``maxPeers``."""
-    return replace(msg, from_peer_id=from_peer_id, network_name=network_name,
-                   timestamp=timestamp, max_peers=None)
+    return replace(
+        msg,
+        from_peer_id=from_peer_id,
+        network_name=network_name,
+        timestamp=timestamp,
+        max_peers=None,
+    )

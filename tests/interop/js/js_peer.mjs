@@ -144,6 +144,48 @@ function status() {
   };
 }
 
+function describeCandidate(report) {
+  if (!report) return null;
+  return {
+    address: report.address ?? report.ip ?? null,
+    port: report.port ?? null,
+    protocol: report.protocol ?? null,
+    candidateType: report.candidateType ?? null,
+  };
+}
+
+/** For each peer link: connection state and the selected ICE candidate pair. */
+async function transports() {
+  const result = [];
+  for (const [peerId, peer] of mesh.connectionManager.peers) {
+    const connection = peer && peer.connection;
+    if (!connection) continue;
+    const reports = new Map();
+    for (const report of (await connection.getStats()).values()) reports.set(report.id, report);
+    let pair = null;
+    for (const report of reports.values()) {
+      if (report.type === 'transport' && report.selectedCandidatePairId) {
+        pair = reports.get(report.selectedCandidatePairId) ?? null;
+      }
+    }
+    if (pair === null) {
+      for (const report of reports.values()) {
+        if (report.type === 'candidate-pair' && report.nominated && report.state === 'succeeded') {
+          pair = report;
+          break;
+        }
+      }
+    }
+    result.push({
+      peerId,
+      connectionState: connection.connectionState,
+      local: pair ? describeCandidate(reports.get(pair.localCandidateId)) : null,
+      remote: pair ? describeCandidate(reports.get(pair.remoteCandidateId)) : null,
+    });
+  }
+  return result;
+}
+
 function requireString(command, field) {
   const value = command[field];
   if (typeof value !== 'string' || value === '') {
@@ -170,6 +212,8 @@ async function run(command) {
       return undefined;
     case 'status':
       return status();
+    case 'transports':
+      return await transports();
     case 'disconnect':
       mesh.disconnect();
       return undefined;

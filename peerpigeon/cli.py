@@ -1,0 +1,142 @@
+"""The ``peerpigeon`` command: ``hub``, ``demo``.
+
+``peerpigeon hub`` runs a signaling server (a hub with ``--hub``) on 127.0.0.1:3000 by
+default; exposing it on other interfaces is a deliberate ``--host 0.0.0.0``. Where no flag
+is given, the reference's environment variables apply: PORT, HOST, MAX_CONNECTIONS,
+HUB_MESH_NAMESPACE, BOOTSTRAP_HUBS (comma-separated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import anyio
+
+from peerpigeon.protocol.server import DEFAULT_HUB_NAMESPACE, ServerConfig
+
+__all__ = ["main"]
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"peerpigeon: {name} must be an integer, got {value!r}") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peerpigeon", description="WebRTC peer-to-peer mesh networking (Python)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log protocol events")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    hub = sub.add_parser("hub", help="run a signaling server / hub")
+    hub.add_argument("--host", default=None, help="bind address (default 127.0.0.1; env HOST)")
+    hub.add_argument(
+        "--port", type=int, default=None, help="port (default 3000, 0 picks a free one; env PORT)"
+    )
+    hub.add_argument("--hub", action="store_true", help="act as a hub (federation)")
+    hub.add_argument(
+        "--bootstrap",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="bootstrap hub URL (repeatable; env BOOTSTRAP_HUBS, comma-separated)",
+    )
+    hub.add_argument(
+        "--hub-namespace",
+        default=None,
+        help=f"hub mesh namespace (default {DEFAULT_HUB_NAMESPACE}; env HUB_MESH_NAMESPACE)",
+    )
+    hub.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="connection cap (default 1000; env MAX_CONNECTIONS)",
+    )
+    hub.add_argument(
+        "--discovery-k",
+        type=int,
+        default=None,
+        help="answer announces with only the k XOR-closest peers (default: all, as JS)",
+    )
+
+    demo = sub.add_parser("demo", help="start a local hub and peers on loopback and show them")
+    demo.add_argument("--peers", type=int, default=4, help="number of peers (default 4)")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="keep running until Ctrl-C instead of exiting"
+    )
+    return parser
+
+
+def _hub_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
+    host = args.host or os.environ.get("HOST") or "127.0.0.1"
+    port = args.port if args.port is not None else _env_int("PORT", 3000)
+    max_connections = (
+        args.max_connections
+        if args.max_connections is not None
+        else _env_int("MAX_CONNECTIONS", 1000)
+    )
+    namespace = args.hub_namespace or os.environ.get("HUB_MESH_NAMESPACE") or DEFAULT_HUB_NAMESPACE
+    if args.bootstrap is not None:
+        bootstrap = list(args.bootstrap)
+    else:
+        bootstrap = [u.strip() for u in os.environ.get("BOOTSTRAP_HUBS", "").split(",") if u.strip()]
+    config = ServerConfig(
+        max_connections=max_connections,
+        host=host,
+        port=port,
+        is_hub=bool(args.hub),
+        hub_mesh_namespace=namespace,
+        discovery_k=args.discovery_k,
+    )
+    return config, bootstrap
+
+
+async def _run_hub(args: argparse.Namespace) -> int:
+    from peerpigeon.io.hub import PeerPigeonServer
+
+    config, bootstrap = _hub_config(args)
+    server = PeerPigeonServer(host=config.host, port=config.port, config=config)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with server:
+            kind = "hub" if config.is_hub else "signaling server"
+            print(f"peerpigeon {kind} listening on {server.url}", flush=True)
+            if bootstrap and not config.is_hub:
+                print("note: --bootstrap is used only with --hub", file=sys.stderr, flush=True)
+            async for _ in signals:
+                break
+    print("peerpigeon hub stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``peerpigeon`` console script."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "hub":
+            return anyio.run(_run_hub, args)
+        if args.command == "demo":
+            from peerpigeon.demo import run_demo
+
+            return anyio.run(run_demo, args.peers, args.keep_running)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as err:
+        print(f"peerpigeon: {err}", file=sys.stderr)
+        return 1
+    return 2

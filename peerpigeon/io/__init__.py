@@ -1,0 +1,1 @@
+"""anyio adapters: the only place with sockets, tasks and clocks."""

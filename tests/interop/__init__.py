@@ -1,0 +1,1 @@
+"""Interop tests: the real JavaScript PeerPigeon (from npm) against each other and against us."""
