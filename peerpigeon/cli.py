@@ -90,7 +90,9 @@ def _hub_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
     if args.bootstrap is not None:
         bootstrap = list(args.bootstrap)
     else:
-        bootstrap = [u.strip() for u in os.environ.get("BOOTSTRAP_HUBS", "").split(",") if u.strip()]
+        bootstrap = [
+            u.strip() for u in os.environ.get("BOOTSTRAP_HUBS", "").split(",") if u.strip()
+        ]
     config = ServerConfig(
         max_connections=max_connections,
         host=host,
@@ -133,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from peerpigeon.demo import run_demo
 
-            return anyio.run(run_demo, args.peers, args.keep_running)
+            code: int = anyio.run(run_demo, args.peers, args.keep_running)
+            return code
     except KeyboardInterrupt:
         return 130
     except OSError as err:

@@ -208,7 +208,7 @@ class PeerLink(Protocol):
         """
         ...
 
-    def send_bytes(self, data: bytes) -> bool:
+    def send_bytes(self, data: bytes | bytearray | memoryview) -> bool:
         """Queue a binary frame; False (nothing sent) when the channel is not open.
 
         Raises `UsageError` (field ``message``) above `max_message_size`.

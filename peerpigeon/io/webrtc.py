@@ -124,8 +124,10 @@ def _parse_candidate(init: IceCandidateInit) -> RTCIceCandidate | None:
     # RFC 8839 section 5.1: foundation component transport priority address port "typ" type
     bits = text.split()
     if len(bits) < 8 or bits[6] != "typ":
-        raise DecodeError("candidate", "must be 'foundation component transport priority "
-                                       "address port typ type ...'")
+        raise DecodeError(
+            "candidate",
+            "must be 'foundation component transport priority address port typ type ...'",
+        )
     if bits[2].lower() not in ("udp", "tcp"):
         raise DecodeError("candidate", "transport must be udp or tcp")
     host = bits[4]
@@ -346,7 +348,7 @@ class AiortcTransport:
             raise UsageError("message", "text is not encodable as UTF-8") from None
         return self._send(text, size)
 
-    def send_bytes(self, data: bytes) -> bool:
+    def send_bytes(self, data: bytes | bytearray | memoryview) -> bool:
         """Queue a binary frame; False when the channel is not open. `UsageError` if too large."""
         if type(data) is not bytes:  # aiortc accepts exactly bytes, not bytearray/memoryview
             data = bytes(data)
@@ -380,8 +382,10 @@ class AiortcTransport:
     # -- media -----------------------------------------------------------------------------
 
     def add_track(self, track: MediaTrack) -> None:
-        """Send a local aiortc track. Before `create_offer`/`accept_offer` it is negotiated
-        with the session; later it needs a renegotiation (`create_offer` again).
+        """Send a local aiortc track; `UsageError` if it is not one.
+
+        Added before `create_offer` / `accept_offer`, it is negotiated with the session;
+        added later, it needs a renegotiation (`create_offer` again, on either side).
         """
         self._check_usable()
         if not isinstance(track, MediaStreamTrack):

@@ -17,7 +17,7 @@ import anyio
 from anyio.abc import ByteStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol
+from websockets.protocol import Protocol, State
 
 __all__ = ["Incoming", "LinkClosed", "PongReceived", "TextOrBinary", "WebSocketLink"]
 
@@ -66,6 +66,11 @@ class WebSocketLink:
         self._eof_sent = False
 
     # --- sending (never blocks) -------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent (the closing handshake has not started)."""
+        return self._protocol.state is State.OPEN
 
     def send_text(self, text: str) -> bool:
         """Queue a text message; False when the link's queue is full or it is closing."""
@@ -129,11 +134,8 @@ class WebSocketLink:
                 with contextlib.suppress(Exception):
                     await self._stream.aclose()
 
-    async def incoming(self, first: bytes = b"") -> AsyncIterator[Incoming]:
+    async def incoming(self) -> AsyncIterator[Incoming]:
         """Yield whole messages and pongs; ends with one `LinkClosed`."""
-        if first:
-            for item in self._feed(first):
-                yield item
         while True:
             try:
                 chunk = await self._stream.receive(READ_CHUNK)
@@ -156,6 +158,10 @@ class WebSocketLink:
         else:
             yield LinkClosed(code=rcvd.code, reason=rcvd.reason)
         self._out.close()
+
+    def take_frames(self, frames: list[Frame]) -> list[Incoming]:
+        """Turn frames parsed before this link existed (with the handshake) into messages."""
+        return [item for item in map(self._on_frame, frames) if item is not None]
 
     def _feed(self, chunk: bytes) -> list[Incoming]:
         self._protocol.receive_data(chunk)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import asdict, dataclass
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, TypedDict
 
 from . import wire
 from .errors import ConfigError, DecodeError, UsageError
@@ -180,7 +180,8 @@ class ClientConfig:
         """Validate every field."""
         if not is_valid_peer_id(self.peer_id):
             raise ConfigError("peer_id", "must be 40 hex characters")
-        if isinstance(self.urls, str) or not isinstance(self.urls, tuple):
+        urls: object = self.urls  # callers may pass a str or a list despite the annotation
+        if not isinstance(urls, tuple):
             raise ConfigError("urls", "must be a tuple of URLs")
         if not self.urls:
             raise ConfigError("urls", "must hold at least one URL")
@@ -401,6 +402,11 @@ class _Counters:
     stale_reports: int = 0
 
 
+class _ClientEnvelope(TypedDict):
+    max_peers: int
+    network_name: str
+
+
 # Frames the hub addresses to this socket alone; they never carry a networkName, so the
 # reference's namespace filter would hide them from every namespace but "global".
 _UNSCOPED: Final = (wire.Connected, wire.Pong, wire.ErrorReply)
@@ -492,9 +498,9 @@ class SignalingClient(Outbox[ClientAction, ClientEvent]):
             return self._connect_deadline
         if self._state is ClientState.WAITING_RECONNECT:
             return self._reconnect_at
-        if self._state is ClientState.OPEN and self._dead_at is not None:
-            assert self._ping_at is not None  # both are set together
-            return min(self._ping_at, self._dead_at)
+        if self._state is ClientState.OPEN:
+            due = [t for t in (self._ping_at, self._dead_at) if t is not None]
+            return min(due, default=None)
         return None
 
     # --- application calls -----------------------------------------------------------------
@@ -591,9 +597,7 @@ class SignalingClient(Outbox[ClientAction, ClientEvent]):
         self._check_target(target)
         if not isinstance(data, dict):
             raise UsageError("data", "must be a JSON object")
-        self._send(
-            wire.ConnectionRejected(data=data, target_peer_id=target, **self._envelope())
-        )
+        self._send(wire.ConnectionRejected(data=data, target_peer_id=target, **self._envelope()))
 
     # --- socket facts ----------------------------------------------------------------------
 
@@ -710,8 +714,8 @@ class SignalingClient(Outbox[ClientAction, ClientEvent]):
 
     def _backoff(self, n: int) -> float:
         cfg = self._config
-        # 2 ** (n - 1) overflows float arithmetic past n ~ 1024; the cap is reached long before.
-        delay = cfg.reconnect_cap_s if n > 64 else min(cfg.reconnect_base_s * 2 ** (n - 1), cfg.reconnect_cap_s)
+        # Past 2.0 ** 1023 the power itself overflows; a product that overflows is inf.
+        delay = min(cfg.reconnect_base_s * 2.0 ** min(n - 1, 1023), cfg.reconnect_cap_s)
         return delay * (1.0 - cfg.reconnect_jitter * self._rng.random())
 
     def _end_session(self) -> None:
@@ -733,7 +737,7 @@ class SignalingClient(Outbox[ClientAction, ClientEvent]):
     def _wall_ms(self, now: float) -> int:
         return int((now + self._wall_offset_s) * 1000)
 
-    def _envelope(self) -> dict[str, int | str]:
+    def _envelope(self) -> _ClientEnvelope:
         # What the JS client's sendSignalingMessage adds to every frame (section 2.1).
         return {"max_peers": self._config.max_peers, "network_name": self._config.network_name}
 

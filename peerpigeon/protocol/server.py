@@ -461,7 +461,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         try:
             msg = decode_message(data, max_bytes=self.config.max_message_bytes)
         except UnknownMessageType as err:
-            self._reply_error(conn, err.message_type, now)
+            self._reply_error(conn, err.message_type, err.reason, now)
             return
         except DecodeError as err:
             if err.field == "frame" and "exceeds" in err.reason:
@@ -471,7 +471,8 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                     self._remove(conn, now, code=CLOSE_TOO_BIG, reason="message too big")
                 return
             if err.field == "type" and err.reason == "is required":
-                self._reply_error(conn, "undefined", now)
+                self._reply_error(conn, "undefined", err.reason, now)  # as JS interpolates it
+                return
             self._reject(conn, err.field, err.reason, now)
             return
         self._dispatch(conn, msg, now)
@@ -630,7 +631,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                 # Only hubs may tell a server about peers; federation is not enabled here.
                 self._reject(conn, "type", "only a registered hub may send this", now)
             case _:
-                self._reply_error(conn, msg.TYPE, now)
+                self._reply_error(conn, msg.TYPE, "is not routed by this server", now)
 
     def _on_announce(self, conn: _Conn, msg: Announce, now: float) -> None:
         data = msg.data
@@ -801,11 +802,12 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         self._count.frames_sent += 1
         self._act(SendText(connection=conn.id, text=encode_message(msg)))
 
-    def _reply_error(self, conn: _Conn, message_type: str, now: float) -> None:
+    def _reply_error(self, conn: _Conn, message_type: str, reason: str, now: float) -> None:
+        # One strike per frame; the reply goes out first, as the strike may close the socket.
         self._send(
             conn, ErrorReply(error=error_text_for(message_type), timestamp=self.wall_ms(now))
         )
-        self._strike(conn, now)
+        self._reject(conn, "type", reason, now)
 
     def _reject(self, conn: _Conn, field_name: str, reason: str, now: float) -> None:
         self._emit(

@@ -19,6 +19,7 @@ from .errors import DecodeError, UnknownMessageType
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "GLOBAL_NETWORK",
+    "MAX_JSON_DEPTH",
     "SYSTEM_SENDER",
     "Announce",
     "Answer",
@@ -55,6 +56,7 @@ JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, J
 JsonObject: TypeAlias = "dict[str, JsonValue]"
 
 DEFAULT_MAX_FRAME_BYTES: Final = 1_048_576
+MAX_JSON_DEPTH: Final = 64  # deeper values decode near the recursion limit but fail to encode
 GLOBAL_NETWORK: Final = "global"
 SYSTEM_SENDER: Final = "system"
 
@@ -358,6 +360,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_finite_float(text: str) -> float:
+    # json.loads reads 1e400 as inf, which encode_message (allow_nan=False) cannot write back.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def decode_json_object(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> JsonObject:
     """Parse one frame as a JSON object, or raise `DecodeError` (field ``frame``)."""
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
@@ -371,12 +381,25 @@ def decode_json_object(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_B
     else:
         text = raw
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_finite_float)
     except (ValueError, RecursionError):
         raise DecodeError("frame", "not valid JSON") from None
     if not isinstance(value, dict):
         raise DecodeError("frame", "must be a JSON object")
+    if _too_deep(value):
+        raise DecodeError("frame", f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _too_deep(item: JsonObject | list[JsonValue], depth: int = 1) -> bool:
+    """Whether a container sits more than `MAX_JSON_DEPTH` containers deep (the frame is 1)."""
+    # Recursion is bounded: it stops MAX_JSON_DEPTH calls down.
+    for child in item.values() if isinstance(item, dict) else item:
+        if isinstance(child, dict | list) and (
+            depth >= MAX_JSON_DEPTH or _too_deep(child, depth + 1)
+        ):
+            return True
+    return False
 
 
 def _opt_str(obj: JsonObject, key: str, path: str | None = None) -> str | None:

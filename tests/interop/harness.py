@@ -233,15 +233,12 @@ class ManagedProcess:
                 text = line.rstrip("\r\n")
                 if not text:
                     continue
-                event: Event
+                parsed: Any
                 try:
                     parsed = json.loads(text)
                 except ValueError:
                     parsed = None
-                if isinstance(parsed, dict):
-                    event = parsed
-                else:
-                    event = {"event": "line", "text": text}
+                event = parsed if isinstance(parsed, dict) else {"event": "line", "text": text}
                 with self._cond:
                     self._events.append(event)
                     self._cond.notify_all()
@@ -418,9 +415,7 @@ class NodeProcess(ManagedProcess):
             eof_grace=eof_grace,
         )
 
-    def request(
-        self, command: Mapping[str, Any], timeout: float = MAX_WAIT
-    ) -> Any:
+    def request(self, command: Mapping[str, Any], timeout: float = MAX_WAIT) -> Any:
         """Send a command with a fresh ``id``, wait for its result, return its ``value``.
 
         Raises :class:`CommandFailed` when the script answers ``"ok": false``.
@@ -560,9 +555,7 @@ class JsPeer(NodeProcess):
     def wait_connected(self, peer_id: str, timeout: float = MAX_WAIT) -> Event:
         return self.wait_for("peerConnected", timeout, peerId=peer_id)
 
-    def wait_message(
-        self, sender: str, content: Any = None, timeout: float = MAX_WAIT
-    ) -> Event:
+    def wait_message(self, sender: str, content: Any = None, timeout: float = MAX_WAIT) -> Event:
         """Wait for ``messageReceived`` from ``sender`` (and with ``content`` if given)."""
 
         def wanted(event: Event) -> bool:

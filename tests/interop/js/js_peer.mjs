@@ -121,21 +121,6 @@ function shutdown() {
 
 onSignals(shutdown);
 
-try {
-  await withTimeout(mesh.init(), 20000, 'mesh.init()');
-  await withTimeout(mesh.connect(args.url), 15000, 'mesh.connect()');
-} catch (error) {
-  emit('fatal', { message: String(error && error.message) });
-  try {
-    mesh.disconnect();
-  } catch {
-    // nothing more to do
-  }
-  process.exit(1);
-}
-
-emit('ready', { peerId: mesh.peerId, url: args.url, networkName: mesh.networkName });
-
 function status() {
   return {
     ...mesh.getStatus(),
@@ -228,8 +213,16 @@ async function run(command) {
   }
 }
 
+// Commands are read from the start, so that EOF or `quit` during start-up also ends the
+// process; they run only once the peer is ready.
+let markReady;
+const readyGate = new Promise((resolve) => {
+  markReady = resolve;
+});
+
 readCommands(
   async (command) => {
+    await readyGate;
     try {
       reply(command, await run(command));
     } catch (error) {
@@ -242,3 +235,19 @@ readCommands(
     process.exit(0);
   },
 );
+
+try {
+  await withTimeout(mesh.init(), 20000, 'mesh.init()');
+  await withTimeout(mesh.connect(args.url), 15000, 'mesh.connect()');
+} catch (error) {
+  emit('fatal', { message: String(error && error.message) });
+  try {
+    mesh.disconnect();
+  } catch {
+    // nothing more to do
+  }
+  process.exit(1);
+}
+
+emit('ready', { peerId: mesh.peerId, url: args.url, networkName: mesh.networkName });
+markReady();
