@@ -128,6 +128,7 @@ class SignalingSession:
             tg.cancel_scope.cancel()
             await tg.__aexit__(et, e, tb)
         self._events_in.close()
+        self._events_out.close()
 
     async def disconnect(self) -> None:
         """Say goodbye and close for good (no reconnect); waits briefly for the close."""
@@ -256,9 +257,12 @@ class SignalingSession:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run_writer)
-                async for item in link.incoming():
+                while True:
+                    item = await link.receive()
                     now = anyio.current_time()
                     if not current():
+                        if isinstance(item, LinkClosed):
+                            break
                         continue  # closing at the machine's request: drain quietly
                     match item:
                         case TextOrBinary(data=data):
@@ -269,9 +273,12 @@ class SignalingSession:
                             if self._link is link:
                                 self._link = None
                             self.machine.socket_closed(now, code=code, reason=reason)
+                            self._perform()
+                            break
                     self._perform()
                 link.abort()
         finally:
+            link.aclose_nowait()
             if self._link is link:
                 self._link = None
 

@@ -16,7 +16,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -96,7 +96,12 @@ class PeerPigeonServer:
         self._entropy = entropy or SystemEntropy()
         self._machine: SignalingServer | None = None
         self._links: dict[ConnectionId, WebSocketLink] = {}
-        self._tg: TaskGroup | None = None
+        self._tg: TaskGroup | None = None  # set while serving
+        self._open_tg: TaskGroup | None = None  # entered and not yet exited
+        self._in_context = False
+        self._task_scopes: set[anyio.CancelScope] = set()
+        self._serve_scope = anyio.CancelScope()
+        self._serve_done = anyio.Event()
         self._wake = anyio.Event()
         self._timer_deadline: float | None = None
         self.started_at: float | None = None
@@ -123,23 +128,29 @@ class PeerPigeonServer:
         return self._tg is not None
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        await self._start(in_context=True)
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+        await self._finish()
 
     async def start(self) -> None:
-        """Bind the port (with the reference's port retry) and start serving."""
-        if self._tg is not None:
+        """Bind the port (with the reference's port retry) and start serving.
+
+        Without ``async with``, call `stop()` later from the same task.
+        """
+        await self._start(in_context=False)
+
+    async def _start(self, *, in_context: bool) -> None:
+        if self._tg is not None or self._open_tg is not None:
             raise RuntimeError("Server is already running")
         listener = await self._bind()
         now = anyio.current_time()
         self.port = listener.extra(SocketAttribute.local_port)
-        config = self._config
-        config = replace(config, host=self.host, port=self.port)
+        config = replace(self._config, host=self.host, port=self.port)
         self._machine = SignalingServer(
             config,
             rng=random.Random(),
@@ -150,25 +161,51 @@ class PeerPigeonServer:
         self.started_at = now
         tg = anyio.create_task_group()
         await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(listener.serve, self._handle_stream)
-        tg.start_soon(self._timer_loop)
+        self._tg = self._open_tg = tg
+        self._in_context = in_context
+        self._serve_scope = anyio.CancelScope()
+        self._serve_done = anyio.Event()
+        tg.start_soon(self._serve, listener)
+        tg.start_soon(self._scoped, self._timer_loop)
 
     async def stop(self) -> None:
-        """Close every connection with 1000 'Server shutting down' and stop listening."""
+        """Close every connection with 1000 'Server shutting down' and stop listening.
+
+        Safe to call inside ``async with`` (the context's exit finishes the clean-up).
+        """
         tg, self._tg = self._tg, None
         if tg is None:
             return
         machine = self.machine
         machine.stop(anyio.current_time())
         self._perform()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout_s):
-            while self._links:
-                await anyio.sleep(0.01)
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(self._close_timeout_s):
+                while self._links:
+                    await anyio.sleep(0.01)
+            self._serve_scope.cancel()
+            await self._serve_done.wait()
+            # Cancel our own tasks only: the task group's scope may enclose the caller.
+            for scope in list(self._task_scopes):
+                scope.cancel()
         self._links.clear()
         self.port = None
+        if not self._in_context:
+            await self._finish()
+
+    async def _serve(self, listener: MultiListener[SocketStream]) -> None:
+        try:
+            with self._serve_scope:
+                await listener.serve(self._handle_stream)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.aclose()
+                self._serve_done.set()
+
+    async def _finish(self) -> None:
+        tg, self._open_tg = self._open_tg, None
+        if tg is not None:
+            await tg.__aexit__(None, None, None)
 
     async def _bind(self) -> MultiListener[SocketStream]:
         port = self._requested_port
@@ -213,7 +250,7 @@ class PeerPigeonServer:
                     case Close(code=code, reason=reason):
                         link.close(code, reason)
                         if self._tg is not None:
-                            self._tg.start_soon(self._abort_later, link)
+                            self._tg.start_soon(self._scoped, self._abort_later, link)
         for event in machine.drain_events():
             log.debug("%s", event)
             if self._on_event is not None:
@@ -221,6 +258,16 @@ class PeerPigeonServer:
         deadline = machine.next_deadline()
         if deadline != self._timer_deadline:
             self._wake.set()
+
+    async def _scoped(
+        self, func: Callable[..., Awaitable[None]], *args: WebSocketLink
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            self._task_scopes.add(scope)
+            try:
+                await func(*args)
+            finally:
+                self._task_scopes.discard(scope)
 
     async def _abort_later(self, link: WebSocketLink) -> None:
         await anyio.sleep(self._close_timeout_s)
@@ -323,9 +370,8 @@ class PeerPigeonServer:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run_writer)
                 self._perform()
-                async for item in link.incoming():
-                    if self._tg is None:  # stop() has begun
-                        break
+                while self._tg is not None:  # until stop() begins
+                    item = await link.receive()
                     now = anyio.current_time()
                     match item:
                         case TextOrBinary(data=data):
@@ -334,9 +380,12 @@ class PeerPigeonServer:
                             self.machine.receive_pong(conn, now)
                         case LinkClosed(code=code, reason=reason):
                             self.machine.connection_closed(conn, now, code=code, reason=reason)
+                            self._perform()
+                            break
                     self._perform()
                 link.abort()
         finally:
+            link.aclose_nowait()
             self._links.pop(conn, None)
             with anyio.CancelScope(shield=True):
                 self.machine.connection_closed(conn, anyio.current_time())

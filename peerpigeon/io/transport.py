@@ -123,7 +123,11 @@ class Closed:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The link ended because the connection failed (ICE, DTLS or SCTP). Terminal."""
+    """The link ended on an error. Terminal.
+
+    The connection failed (ICE, DTLS or SCTP), or the remote broke the channel's rules
+    (a message over the ``a=max-message-size`` we advertised).
+    """
 
     reason: str
 
@@ -171,6 +175,11 @@ class PeerLink(Protocol):
         """The remote's limit for one message in bytes (0: none), None before it is known."""
         ...
 
+    @property
+    def selected_addresses(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """(local, remote) transport address of the selected ICE pair; None before ICE is done."""
+        ...
+
     async def create_offer(self) -> str:
         """Become the initiator: create the channel and the offer; return the offer SDP.
 
@@ -197,7 +206,9 @@ class PeerLink(Protocol):
         """Apply one trickled remote candidate, or buffer it until the remote SDP is set.
 
         Returns False when it was dropped (buffer full, link closed). Raises `DecodeError`
-        (field ``candidate``, ``sdpMid``) when it cannot be parsed.
+        (field ``candidate``, ``sdpMid``, ``sdpMLineIndex``) when it cannot be parsed. An
+        empty ``candidate`` means end-of-candidates; ``username_fragment`` is not checked
+        (the JS reference never restarts ICE, so there is no older generation to filter).
         """
         ...
 

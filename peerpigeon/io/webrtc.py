@@ -45,6 +45,7 @@ try:
         RTCIceCandidate,
         RTCIceServer,
         RTCPeerConnection,
+        RTCSctpTransport,
         RTCSessionDescription,
     )
     from aiortc.sdp import SessionDescription, candidate_from_sdp
@@ -219,6 +220,7 @@ class AiortcTransport:
         self._ended = False
         self._low_water = asyncio.Event()
         self._pc_closing: asyncio.Task[None] | None = None
+        self._max_receive_bytes = RTCSctpTransport.getCapabilities().maxMessageSize
 
     # -- read-only state -------------------------------------------------------------------
 
@@ -423,14 +425,15 @@ class AiortcTransport:
         app = next((m for m in parsed.media if m.kind == "application"), None)
         if app is None:
             raise DecodeError("sdp", "has no application (data channel) section")
+        caps = app.sctpCapabilities
+        max_size = DEFAULT_REMOTE_MAX_MESSAGE_SIZE if caps is None else caps.maxMessageSize
+        if max_size < 0:
+            raise DecodeError("sdp", "max-message-size must be >= 0")
         try:
             await self._pc.setRemoteDescription(description)
         except Exception as err:  # aiortc reports bad SDP as ValueError, OperationError, ...
-            raise DecodeError("sdp", f"rejected ({type(err).__name__}: {err})") from err
-        caps = app.sctpCapabilities
-        self._max_message_size = (
-            DEFAULT_REMOTE_MAX_MESSAGE_SIZE if caps is None else caps.maxMessageSize
-        )
+            raise DecodeError("sdp", f"rejected ({type(err).__name__}: {str(err)[:80]})") from err
+        self._max_message_size = max_size
         # Candidates may arrive while we flush; the loop takes them before going live.
         while self._pending and not self._ended:
             await self._pc.addIceCandidate(self._pending.popleft())
@@ -480,6 +483,14 @@ class AiortcTransport:
     def _on_message(self, message: str | bytes) -> None:
         if self._ended:
             return
+        # aiortc reassembles messages of any size, whatever it advertised; refuse to hand
+        # on what a well-behaved peer (JS enforces our a=max-message-size) never sends.
+        limit = self._max_receive_bytes
+        if limit and len(message) * (4 if isinstance(message, str) else 1) > limit:
+            size = len(message.encode("utf-8") if isinstance(message, str) else message)
+            if size > limit:
+                self._finish(Failed(f"received {size} bytes, over our max-message-size {limit}"))
+                return
         if isinstance(message, str):
             self._deliver(TextReceived(message))
         else:

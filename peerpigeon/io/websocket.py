@@ -9,7 +9,7 @@ bounded queue per link so a slow peer never blocks the caller.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections import deque
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -64,6 +64,8 @@ class WebSocketLink:
         self._fragments: list[bytes] = []
         self._fragment_text = False
         self._eof_sent = False
+        self._pending: deque[Incoming] = deque()
+        self._closed: LinkClosed | None = None
 
     # --- sending (never blocks) -------------------------------------------------------
 
@@ -134,9 +136,11 @@ class WebSocketLink:
                 with contextlib.suppress(Exception):
                     await self._stream.aclose()
 
-    async def incoming(self) -> AsyncIterator[Incoming]:
-        """Yield whole messages and pongs; ends with one `LinkClosed`."""
-        while True:
+    async def receive(self) -> Incoming:
+        """The next whole message or pong; after the link ends, `LinkClosed` (repeatedly)."""
+        while not self._pending:
+            if self._closed is not None:
+                return self._closed
             try:
                 chunk = await self._stream.receive(READ_CHUNK)
             except (
@@ -147,17 +151,25 @@ class WebSocketLink:
             ):
                 self._protocol.receive_eof()
                 self._flush()
-                break
-            for item in self._feed(chunk):
-                yield item
+                self._finish()
+                continue
+            self._pending.extend(self._feed(chunk))
             if self._protocol.close_rcvd is not None or self._eof_sent:
-                break
+                self._finish()
+        return self._pending.popleft()
+
+    def _finish(self) -> None:
         rcvd = self._protocol.close_rcvd
         if rcvd is None:
-            yield LinkClosed(code=1006, reason="")
+            self._closed = LinkClosed(code=1006, reason="")
         else:
-            yield LinkClosed(code=rcvd.code, reason=rcvd.reason)
+            self._closed = LinkClosed(code=rcvd.code, reason=rcvd.reason)
         self._out.close()
+
+    def aclose_nowait(self) -> None:
+        """Release both halves of the write queue (the writer then closes the stream)."""
+        self._out.close()
+        self._out_receive.close()
 
     def take_frames(self, frames: list[Frame]) -> list[Incoming]:
         """Turn frames parsed before this link existed (with the handshake) into messages."""

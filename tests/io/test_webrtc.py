@@ -10,17 +10,19 @@ from typing import TypeVar
 
 import anyio
 import pytest
-from aiortc import AudioStreamTrack, MediaStreamTrack
+from aiortc import AudioStreamTrack, MediaStreamTrack, VideoStreamTrack
 from anyio.streams.memory import MemoryObjectSendStream
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 
 from peerpigeon.io.transport import (
     CHANNEL_LABEL,
     BinaryReceived,
     ChannelOpen,
     Closed,
+    Failed,
     IceCandidateInit,
     LinkEvent,
+    PeerLink,
     TextReceived,
     TrackReceived,
 )
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.anyio
 
 AIORTC_MAX_MESSAGE_SIZE = 262144  # what aiortc 1.16 advertises (a=max-message-size)
 T = TypeVar("T")
-CANDIDATE_LINE = re.compile(r"^a=(candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ .*)$", re.MULTILINE)
+CANDIDATE_HOST = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ ", re.MULTILINE)
 
 
 @pytest.fixture
@@ -79,9 +81,11 @@ async def peers() -> AsyncIterator[tuple[Peer, Peer]]:
 
 async def connect(a: Peer, b: Peer) -> tuple[str, str]:
     """Offer from a, answer from b; wait until both channels are open."""
-    offer = await a.link.create_offer()
-    answer = await b.link.accept_offer(offer)
-    await a.link.accept_answer(answer)
+    initiator: PeerLink = a.link  # only the interface: mypy checks AiortcTransport fits it
+    answerer: PeerLink = b.link
+    offer = await initiator.create_offer()
+    answer = await answerer.accept_offer(offer)
+    await initiator.accept_answer(answer)
     for peer in (a, b):
         opened = await peer.expect(ChannelOpen)
         assert opened.label == CHANNEL_LABEL
@@ -89,14 +93,15 @@ async def connect(a: Peer, b: Peer) -> tuple[str, str]:
 
 
 def candidate_hosts(sdp: str) -> set[str]:
-    return {m.group(2) for m in CANDIDATE_LINE.finditer(sdp)}
+    return {m.group(1) for m in CANDIDATE_HOST.finditer(sdp)}
 
 
 def strip_candidates(sdp: str) -> tuple[str, list[str]]:
     """Remove the candidates (and end-of-candidates) from an SDP; return them, deduplicated."""
-    lines = list(dict.fromkeys(m.group(1) for m in CANDIDATE_LINE.finditer(sdp)))
-    stripped = CANDIDATE_LINE.sub("", sdp).replace("a=end-of-candidates\r\n", "")
-    return re.sub(r"(\r\n)+", "\r\n", stripped), lines
+    lines = sdp.split("\r\n")
+    found = [line.removeprefix("a=") for line in lines if line.startswith("a=candidate:")]
+    kept = [line for line in lines if not line.startswith(("a=candidate:", "a=end-of-cand"))]
+    return "\r\n".join(kept), list(dict.fromkeys(found))
 
 
 async def test_offer_answer_opens_messages_channel_on_loopback(peers: tuple[Peer, Peer]) -> None:
@@ -161,6 +166,24 @@ async def test_messages_at_the_remote_limit_pass_and_above_it_raise(
         assert (await b.expect(TextReceived)).text == at_limit_text
         assert (await b.expect(BinaryReceived)).data == at_limit_bytes
         assert (await b.expect(TextReceived)).text == "after"
+
+
+async def test_incoming_message_over_our_limit_fails_the_link(peers: tuple[Peer, Peer]) -> None:
+    """aiortc would deliver it; the link refuses what our a=max-message-size forbids."""
+    a, b = peers
+    with anyio.fail_after(20):
+        offer = await a.link.create_offer()
+        no_limit = offer.replace("a=max-message-size:262144", "a=max-message-size:0")
+        await a.link.accept_answer(await b.link.accept_offer(no_limit))
+        await a.expect(ChannelOpen)
+        await b.expect(ChannelOpen)
+        assert b.link.max_message_size == 0  # b was told a accepts anything
+        assert b.link.send_text("\u00e9" * 10_000)  # fine: well under the limit in bytes
+        assert b.link.send_bytes(os.urandom(AIORTC_MAX_MESSAGE_SIZE + 1))
+        assert (await a.expect(TextReceived)).text == "\u00e9" * 10_000
+        failed = await a.expect(Failed)
+        assert "max-message-size" in failed.reason
+        await b.expect(Closed)
 
 
 async def test_trickled_candidates_connect_without_candidates_in_sdp(
@@ -274,6 +297,9 @@ async def test_unusable_sdp_and_misuse(peers: tuple[Peer, Peer]) -> None:
         no_channel = offer[: offer.index("m=application")]
         with pytest.raises(DecodeError):
             await b.link.accept_offer(no_channel)
+        negative_size = offer.replace("a=max-message-size:262144", "a=max-message-size:-1")
+        with pytest.raises(DecodeError):
+            await b.link.accept_offer(negative_size)
         with pytest.raises(UsageError):
             await a.link.create_offer()  # an offer is already outstanding
 
@@ -322,6 +348,27 @@ async def test_media_track_reaches_the_other_side(peers: tuple[Peer, Peer]) -> N
             assert frame.sample_rate == 48000
         with pytest.raises(UsageError):
             a.link.add_track(object())  # type: ignore[arg-type]  # deliberately wrong
+    finally:
+        track.stop()
+
+
+async def test_track_added_after_open_is_renegotiated(peers: tuple[Peer, Peer]) -> None:
+    """The answerer adds video later and re-offers over the same link; data keeps flowing."""
+    a, b = peers
+    track = VideoStreamTrack()  # aiortc's test-pattern generator
+    try:
+        with anyio.fail_after(20):
+            await connect(a, b)
+            b.link.add_track(track)
+            offer = await b.link.create_offer()
+            assert re.search(r"m=video .*\r\n(a=.*\r\n|c=.*\r\n)*?a=sendrecv", offer)
+            await b.link.accept_answer(await a.link.accept_offer(offer))
+            received = await a.expect(TrackReceived)
+            assert received.track.kind == "video"
+            assert isinstance(received.track, MediaStreamTrack)
+            assert isinstance(await received.track.recv(), VideoFrame)
+            assert a.link.send_text("still here")
+            assert (await b.expect(TextReceived)).text == "still here"
     finally:
         track.stop()
 

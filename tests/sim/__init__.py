@@ -1,0 +1,1 @@
+"""Simulator tests: the protocol machines on a virtual clock."""
