@@ -631,7 +631,9 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                 # Only hubs may tell a server about peers; federation is not enabled here.
                 self._reject(conn, "type", "only a registered hub may send this", now)
             case _:
-                self._reply_error(conn, msg.TYPE, "is not routed by this server", now)
+                # A type JS peers legitimately send (renegotiation, ICE restart, ...): answer
+                # as the reference does, but it is no misbehaviour, so it costs no strike.
+                self._reply_error(conn, msg.TYPE, "is not routed by this server", now, strike=False)
 
     def _on_announce(self, conn: _Conn, msg: Announce, now: float) -> None:
         data = msg.data
@@ -802,18 +804,25 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         self._count.frames_sent += 1
         self._act(SendText(connection=conn.id, text=encode_message(msg)))
 
-    def _reply_error(self, conn: _Conn, message_type: str, reason: str, now: float) -> None:
-        # One strike per frame; the reply goes out first, as the strike may close the socket.
+    def _reply_error(
+        self, conn: _Conn, message_type: str, reason: str, now: float, *, strike: bool = True
+    ) -> None:
+        # At most one strike per frame; the reply goes out first, as a strike may close.
         self._send(
             conn, ErrorReply(error=error_text_for(message_type), timestamp=self.wall_ms(now))
         )
-        self._reject(conn, "type", reason, now)
+        self._reject(conn, "type", reason, now, strike=strike)
 
-    def _reject(self, conn: _Conn, field_name: str, reason: str, now: float) -> None:
+    def _reject(
+        self, conn: _Conn, field_name: str, reason: str, now: float, *, strike: bool = True
+    ) -> None:
         self._emit(
             FrameRejected(connection=conn.id, peer_id=conn.peer_id, field=field_name, reason=reason)
         )
-        self._strike(conn, now)
+        if strike:
+            self._strike(conn, now)
+        else:
+            self._count.rejected += 1
 
     def _strike(self, conn: _Conn, now: float) -> None:
         self._count.rejected += 1

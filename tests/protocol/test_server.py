@@ -1070,6 +1070,19 @@ def test_too_many_invalid_frames_close_with_1008() -> None:
     assert h.send(a, {"type": "ping"}, now=4.0).to(a)[0]["type"] == "pong"
 
 
+def test_unrouted_js_types_are_answered_but_cost_no_strike() -> None:
+    # JS peers send renegotiation and ICE-restart frames in normal operation; the reference
+    # answers them with 'error'. A long-lived JS peer must never be closed for them.
+    h = Harness(ServerConfig(max_bad_frames=3))
+    a = h.join(A)
+    for i, kind in enumerate(["renegotiation-offer", "ice-restart-offer"] * 5):
+        step = h.send(a, {"type": kind, "data": {}, "targetPeerId": B}, now=float(i))
+        assert step.closes() == []
+        assert step.to(a)[0]["error"] == error_text(kind)
+    assert h.s.peer_ids() == [A]
+    assert h.s.stats().rejected == 10
+
+
 def test_outbound_overflow_closes_the_connection() -> None:
     h = Harness(ServerConfig(max_outbound_frames=8))
     a = h.join(A, "x")

@@ -56,6 +56,11 @@ class RecorderNode(SimNode):
         return [entry for entry in self.log if entry[0] == kind]
 
 
+def rounded(entries: list[LogEntry]) -> list[LogEntry]:
+    """The entries with their times rounded to microseconds (for exact comparisons)."""
+    return [(kind, round(at, 6), payload) for kind, at, payload in entries]
+
+
 def events_of(handle: ClientHandle, kind: type[E]) -> list[E]:
     """The client's events of one type, in order."""
     return [ev for ev in handle.events if isinstance(ev, kind)]
@@ -64,7 +69,5 @@ def events_of(handle: ClientHandle, kind: type[E]) -> list[E]:
 def left_peers(handle: ClientHandle, reason: str | None = None) -> list[str]:
     """IDs in the client's `PeerLeft` events (optionally only those with `reason`)."""
     return [
-        ev.peer_id
-        for ev in events_of(handle, pc.PeerLeft)
-        if reason is None or ev.reason == reason
+        ev.peer_id for ev in events_of(handle, pc.PeerLeft) if reason is None or ev.reason == reason
     ]

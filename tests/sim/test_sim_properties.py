@@ -91,6 +91,22 @@ class ChurnMachine(RuleBasedStateMachine):
         victim = data.draw(st.sampled_from(self._live()))
         self.sim.remove_client(victim, graceful=how == "graceful", silent=how == "silent")
 
+    @precondition(
+        lambda self: (
+            self.net is not None
+            and len(self._live()) < 6
+            and any(c.removed for c in self.sim.clients)
+        )
+    )
+    @rule(data=st.data())
+    def restart(self, data: st.DataObject) -> None:
+        # A crashed (or departed) peer comes back under the same ID, as a restarted process.
+        live_ids = {c.peer_id for c in self._live()}
+        gone = [c for c in self.sim.clients if c.removed and c.peer_id not in live_ids]
+        if gone:
+            old = data.draw(st.sampled_from(gone))
+            self.sim.add_client(peer_id=old.peer_id, network_name=old.network_name)
+
     @precondition(lambda self: self.net is not None and len(self._live()) > 0)
     @rule(data=st.data(), mode=st.sampled_from(["hold", "drop"]))
     def cut_off(self, data: st.DataObject, mode: str) -> None:
