@@ -137,8 +137,15 @@ async def test_raw_wire_connected_discovery_relay_and_close_codes(
             assert found["type"] == "peer-discovered"
             assert found["data"] == {"peerId": A, "isHub": False}
             assert found["targetPeerId"] == B
-            await b.send({"type": "offer", "data": {"type": "offer", "sdp": "v=0 test"},
-                          "maxPeers": 3, "networkName": "global", "targetPeerId": A})
+            await b.send(
+                {
+                    "type": "offer",
+                    "data": {"type": "offer", "sdp": "v=0 test"},
+                    "maxPeers": 3,
+                    "networkName": "global",
+                    "targetPeerId": A,
+                }
+            )
             found_b = await a.recv()
             assert isinstance(found_b, dict)
             assert found_b["type"] == "peer-discovered"
@@ -190,7 +197,7 @@ async def test_oversized_frame_closes_1009() -> None:
 
 async def test_sessions_discover_signal_and_leave(server: PeerPigeonServer) -> None:
     with anyio.fail_after(15):
-        async with SignalingSession(server.url, peer_id=A, network_name="room") as sa:
+        async with SignalingSession(server.url, peer_id=A, network_name="room") as sa:  # noqa: SIM117
             async with SignalingSession(server.url, peer_id=B, network_name="room") as sb:
                 async with SignalingSession(server.url, peer_id=C, network_name="other") as sc:
                     event = await sa.wait_for(PeerDiscovered)
