@@ -122,6 +122,7 @@ class Link:
         """Queue one text message (dropped if the connection is no longer open)."""
         if self.protocol.state is State.OPEN:
             self.protocol.send_text(text.encode())
+            self._take_output()
         return self._flush()
 
     def close(self, code: int, reason: str) -> None:

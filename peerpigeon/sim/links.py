@@ -262,8 +262,11 @@ class Stream:
         code: int = 0,
         reason: str = "",
     ) -> tuple[float, StreamItem]:
-        """Number a new item from `from_side` and draw its arrival time (never before the
-        previous item's) and its loss; returns ``(arrival, item)`` for the caller to queue."""
+        """Number a new item from `from_side`; draw its arrival time and its loss.
+
+        The arrival is never before the previous item's in the same direction. Returns
+        ``(arrival, item)`` for the caller to queue.
+        """
         link = self.link
         at = now + link.delay()
         if at < self.last_arrival[from_side]:

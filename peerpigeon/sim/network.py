@@ -4,6 +4,15 @@ The network carries out the machines' actions over in-memory links (see `links`)
 every node at its `next_deadline`, and records a trace of what happened. One seed gives one
 trace, byte for byte (`trace_digest`). Nodes are `SimNode`s, so other machine types (the
 mesh) plug in through `add_node`.
+
+The trace is a list of ``(time, node, text)``. ``text`` is the ``repr`` of a machine event
+(``PeerDiscovered(peer_id='…', …)``) or a fact about the network, written by the network:
+``add c1 <peer id> <namespace>``, ``remove c1 graceful|crash|silent``, ``open #7 <url>``,
+``accept #7 <path>``, ``opened #7``, ``closed #7 <code> '<reason>'``, ``failed #7
+'<reason>'``, ``break #7 <reason>``, ``partition #1 hold [..] | [..]``, ``heal #1``,
+a `call_at` label, and with ``trace_frames`` also ``recv #7 '<frame>'`` (``#7`` is a
+stream number). The digest is the SHA-256 of one line per entry,
+``f"{time!r} {node} {text}"`` and a newline.
 """
 
 from __future__ import annotations
@@ -293,6 +302,7 @@ class SimNetwork:
         self._trace_frames = trace_frames
         self._digest = hashlib.sha256()
         self._trace_len = 0
+        self._subscribers: list[Callable[[TraceEntry], None]] = []
 
         server = ps.SignalingServer(
             server_config,
@@ -343,7 +353,13 @@ class SimNetwork:
         The peer ID comes from the seeded entropy unless given. `config` overrides the
         network's client template for this client.
         """
-        name = name or f"c{len(self._clients) + 1}"
+        if name is None:
+            index = len(self._clients) + 1
+            while f"c{index}" in self._nodes:
+                index += 1
+            name = f"c{index}"
+        elif name in self._nodes or name == NET:
+            raise ValueError(f"node name {name!r} is taken")
         pid = PeerId(peer_id) if peer_id is not None else generate_peer_id(self._id_entropy)
         template = config or self._client_template
         urls = (self.hub.url,)
@@ -536,6 +552,10 @@ class SimNetwork:
         """Frames sent, by wire ``type`` (``"?"`` when the frame does not start with one)."""
         return dict(self._frame_types)
 
+    def subscribe(self, callback: Callable[[TraceEntry], None]) -> None:
+        """Call `callback` with every new trace entry (for live views such as widgets)."""
+        self._subscribers.append(callback)
+
     @property
     def trace(self) -> list[TraceEntry]:
         """The trace entries (empty when the network was built with ``keep_trace=False``)."""
@@ -547,7 +567,7 @@ class SimNetwork:
         return self._trace_len
 
     def trace_digest(self) -> str:
-        """SHA-256 (hex) of the trace, one ``f"{time!r} {node} {text}\\n"`` line per entry."""
+        """SHA-256 (hex) of the trace: one ``f"{time!r} {node} {text}"`` line per entry."""
         return self._digest.hexdigest()
 
     # --- Transport: what nodes ask for --------------------------------------------------------
@@ -663,20 +683,15 @@ class SimNetwork:
             self._queue.push(at, _Wake(node))
 
     def _fire(self, item: _Item, now: float) -> None:
-        cls = type(item)
-        if cls is StreamItem:
-            assert isinstance(item, StreamItem)
+        if isinstance(item, StreamItem):  # by far the most frequent
             self._in_flight -= 1
             self._fire_stream(item, now)
-        elif cls is _Wake:
-            assert isinstance(item, _Wake)
+        elif isinstance(item, _Wake):
             self._fire_wake(item.node, now)
-        elif cls is Datagram:
-            assert isinstance(item, Datagram)
+        elif isinstance(item, Datagram):
             self._in_flight -= 1
             self._fire_datagram(item, now)
-        elif cls is _CloseTimeout:
-            assert isinstance(item, _CloseTimeout)
+        elif isinstance(item, _CloseTimeout):
             self._in_flight -= 1
             end = item.end
             if end.attached:  # the peer's close never came: abort, as io/hub.py does
@@ -687,7 +702,6 @@ class SimNetwork:
                     node.stream_failed(end, "close timeout", now)
                     self._poke(node)
         else:
-            assert isinstance(item, _Call)
             self._note(NET, item.label)
             item.fn()
 
@@ -879,6 +893,8 @@ class SimNetwork:
             self._trace.append((now, node, text))
         self._trace_len += 1
         self._digest.update(f"{now!r} {node} {text}\n".encode())
+        for callback in self._subscribers:
+            callback((now, node, text))
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import select
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,13 +69,13 @@ class Proc:
         *complete, self._buffer = (self._buffer + chunk).split(b"\n")
         self.lines += [line.decode() for line in complete]
 
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
-        """The first line, read so far or later, matching `pattern`; fail after `timeout_s`."""
+    def wait_for(self, pattern: str, timeout_s: float, *, count: int = 1) -> re.Match[str]:
+        """The `count`-th line (read so far or later) matching `pattern`; fail after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while True:
-            for line in self.lines:
-                if match := re.search(pattern, line):
-                    return match
+            matches = [m for line in self.lines if (m := re.search(pattern, line))]
+            if len(matches) >= count:
+                return matches[count - 1]
             left = deadline - time.monotonic()
             if self._eof or left <= 0:
                 pytest.fail(f"no line matching {pattern!r} within {timeout_s}s: {self.lines!r}")
@@ -91,6 +93,10 @@ class Proc:
         assert returncode == 0, err
         assert "Traceback" not in err, err
         return self.lines
+
+    def interrupt(self) -> None:
+        """Ctrl-C: the example says goodbye and exits."""
+        self.popen.send_signal(signal.SIGINT)
 
     def stop(self) -> None:
         """Kill the process if it still runs, and reap it."""
@@ -118,13 +124,18 @@ def our_hub() -> Iterator[str]:
 
 def test_two_examples_meet_through_our_hub() -> None:
     with our_hub() as url:
-        first = _run_example(url, A, seconds=6.0)
+        first = _run_example(url, A, seconds=30.0)
         second = None
         try:
             first.wait_for(r"^connected ", 10.0)
-            second = _run_example(url, B, seconds=1.5)
-            second_lines = second.finish(15.0)
-            first_lines = first.finish(15.0)
+            second = _run_example(url, B, seconds=30.0)
+            second.wait_for(f"^discovered {A}$", 10.0)
+            first.wait_for(f"^discovered {B}$", 10.0)
+            second.interrupt()
+            second_lines = second.finish(10.0)
+            first.wait_for(f"^left {B} ", 10.0)
+            first.interrupt()
+            first_lines = first.finish(10.0)
         finally:
             for proc in (first, second):
                 if proc is not None:
@@ -180,14 +191,17 @@ class FakeHub:
 
 def test_example_against_a_fake_hub() -> None:
     fake = FakeHub()
-    # The hub pings every 0.2 s: a client that did not answer would be closed with 1011.
-    with serve(fake.handler, "127.0.0.1", 0, ping_interval=0.2, ping_timeout=1.0) as server:
+    # The hub pings every 0.1 s: a client that did not answer would be closed with 1011.
+    with serve(fake.handler, "127.0.0.1", 0, ping_interval=0.1, ping_timeout=0.3) as server:
         port = server.socket.getsockname()[1]
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
-        proc = _run_example(f"ws://127.0.0.1:{port}", A, seconds=3.0)
+        proc = _run_example(f"ws://127.0.0.1:{port}", A, seconds=30.0)
         try:
-            lines = proc.finish(20.0)
+            proc.wait_for("^disconnected 1000 Server shutting down", 10.0)
+            proc.wait_for(f"^discovered {FAKE}$", 10.0, count=2)  # in the second session
+            proc.interrupt()
+            lines = proc.finish(10.0)
         finally:
             proc.stop()
             server.shutdown()
@@ -218,8 +232,9 @@ def test_example_against_a_fake_hub() -> None:
 
 
 def test_example_reports_an_unreachable_hub() -> None:
-    with serve(lambda ws: None, "127.0.0.1", 0) as server:  # reserve a port, then free it
-        port = server.socket.getsockname()[1]
+    with socket.socket() as probe:  # a port that was free a moment ago, and now is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     proc = _run_example(f"ws://127.0.0.1:{port}", A, seconds=1.2)
     try:
         lines = proc.finish(15.0)

@@ -1544,6 +1544,7 @@ class ServerRules(RuleBasedStateMachine):
         self.peer_of: dict[ConnectionId, str] = {}  # every accepted handle
         self.closed: set[ConnectionId] = set()  # handles the server has closed
         self.model_net: dict[str, str] = {}  # peer -> namespace, from events only
+        self.hubs_seen: set[str] = set()  # peers that registered as hubs (this run)
 
     # -- plumbing --
 
@@ -1563,8 +1564,10 @@ class ServerRules(RuleBasedStateMachine):
             match event:
                 case PeerConnected(peer_id=peer, connection=conn):
                     self.peer_of[conn] = peer
-                case PeerAnnounced(peer_id=peer, network_name=net):
+                case PeerAnnounced(peer_id=peer, network_name=net, is_hub=is_hub):
                     self.model_net[peer] = net
+                    if is_hub:
+                        self.hubs_seen.add(peer)
                 case PeerGoodbye(peer_id=peer) | PeerDeparted(peer_id=peer):
                     self.model_net.pop(peer, None)
                 case _:
@@ -1572,6 +1575,7 @@ class ServerRules(RuleBasedStateMachine):
         after = self._net_view()
         assert after == self.model_net
         closed_later = {a.connection for a in step.actions if isinstance(a, Close)}
+        hubs = {x["peerId"] for x in self.h.hubs(self.now)} | self.hubs_seen
         pairs: set[tuple[ConnectionId, str]] = set()
         for act in step.actions:
             assert isinstance(act, ACTION_TYPES)
@@ -1587,6 +1591,8 @@ class ServerRules(RuleBasedStateMachine):
             recipient = self.peer_of[act.connection]
             kind = msg["type"]
             hypothesis.event(f"sent {kind}")
+            if recipient in hubs and kind != "goodbye":
+                continue  # federation traffic: a hub hears of peers of every namespace
             if kind in ("peer-disconnected", "peer-discovered", "goodbye"):
                 net = msg["networkName"]
                 about = msg["data"]["peerId"] if kind != "goodbye" else msg["fromPeerId"]
@@ -1669,8 +1675,11 @@ class ServerRules(RuleBasedStateMachine):
             if msg["type"] != kind:
                 continue  # an error reply, or news of the sender's own strike-out
             recipient = self.peer_of[recipient_conn]
-            assert recipient == to
             assert msg["targetPeerId"] == to
+            if recipient != to:
+                # An unknown target: the frame goes to the registered hubs (federation).
+                assert recipient in {x["peerId"] for x in self.h.hubs(self.now)}
+                continue
             assert msg["networkName"] == self.model_net.get(recipient, "global")
             if not is_hub:
                 assert msg["fromPeerId"] == sender

@@ -72,7 +72,7 @@ def test_partitioned_client_reconnects_with_backoff_after_heal() -> None:
     assert all(left_peers(o) == [] for o in others)
     net.heal()
     net.run_until(net.now + 60.0)
-    assert cut.machine.state is pc.ClientState.OPEN  # (not `cut.state`: mypy narrowed it)
+    assert cut.machine.state is pc.ClientState.OPEN
     assert set(cut.discovered_peers) == {o.peer_id for o in others}
     for other in others:
         assert left_peers(other, "peer-disconnected") == [cut.peer_id]

@@ -30,7 +30,7 @@ def assert_discovery_complete(net: SimNetwork) -> None:
         assert set(c.discovered_peers) == same - {c.peer_id}, c
 
 
-@settings(max_examples=25)
+@settings(max_examples=50)
 @given(
     seed=st.integers(0, 2**32),
     namespaces=st.lists(st.sampled_from(NAMESPACES), min_size=1, max_size=8),
@@ -142,4 +142,4 @@ class ChurnMachine(RuleBasedStateMachine):
 
 
 TestChurn = ChurnMachine.TestCase
-TestChurn.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
+TestChurn.settings = settings(max_examples=60, stateful_step_count=20, deadline=None)

@@ -1,0 +1,1 @@
+"""Benchmarks comparing peerpigeon with the JavaScript reference (run as scripts)."""
