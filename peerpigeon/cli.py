@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import anyio
 
+from peerpigeon.protocol.errors import ConfigError
 from peerpigeon.protocol.server import DEFAULT_HUB_NAMESPACE, ServerConfig
 
 __all__ = ["main"]
@@ -64,6 +65,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="connection cap (default 1000; env MAX_CONNECTIONS)",
     )
     hub.add_argument(
+        "--hub-secret",
+        default=None,
+        help="closed federation: shared secret the hubs prove to each other (env HUB_SECRET)",
+    )
+    hub.add_argument(
+        "--hub-peer-id", default=None, help="this hub's 40-hex ID on other hubs (default: random)"
+    )
+    hub.add_argument(
         "--discovery-k",
         type=int,
         default=None,
@@ -93,6 +102,7 @@ def _hub_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         bootstrap = [
             u.strip() for u in os.environ.get("BOOTSTRAP_HUBS", "").split(",") if u.strip()
         ]
+    secret = args.hub_secret or os.environ.get("HUB_SECRET") or None
     config = ServerConfig(
         max_connections=max_connections,
         host=host,
@@ -100,6 +110,9 @@ def _hub_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
         is_hub=bool(args.hub),
         hub_mesh_namespace=namespace,
         discovery_k=args.discovery_k,
+        bootstrap_hubs=tuple(bootstrap) if args.hub else (),
+        hub_secret=secret,
+        hub_peer_id=args.hub_peer_id,
     )
     return config, bootstrap
 
@@ -131,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "hub":
-            return anyio.run(_run_hub, args)
+            try:
+                return anyio.run(_run_hub, args)
+            except ConfigError as err:
+                print(f"peerpigeon hub: {err}", file=sys.stderr)
+                return 2
         if args.command == "demo":
             from peerpigeon.demo import run_demo
 

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import logging
 import random
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
 import anyio
-from anyio.abc import ByteStream, TaskGroup
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from websockets.client import ClientProtocol
-from websockets.frames import Frame
-from websockets.http11 import Response
-from websockets.uri import parse_uri
 
-from peerpigeon.io.websocket import LinkClosed, PongReceived, TextOrBinary, WebSocketLink
+from peerpigeon.io.websocket import (
+    LinkClosed,
+    PongReceived,
+    TextOrBinary,
+    WebSocketLink,
+    open_websocket,
+)
 from peerpigeon.protocol.client import (
     ClientConfig,
     ClientEvent,
@@ -236,7 +237,7 @@ class SignalingSession:
         with anyio.CancelScope() as scope:
             self._socket_scope = scope
             try:
-                stream, protocol, early = await _open_websocket(url, self.config.max_frame_bytes)
+                stream, protocol, early = await open_websocket(url, self.config.max_frame_bytes)
             except Exception as err:  # any failure to open is a fact for the machine
                 if current():
                     self.machine.socket_failed(anyio.current_time(), f"{type(err).__name__}: {err}")
@@ -281,40 +282,3 @@ class SignalingSession:
             link.aclose_nowait()
             if self._link is link:
                 self._link = None
-
-
-async def _open_websocket(
-    url: str, max_size: int
-) -> tuple[ByteStream, ClientProtocol, list[Frame]]:
-    """Open TCP (TLS for wss) and run the opening handshake; return frames that came with it."""
-    uri = parse_uri(url)
-    stream: ByteStream
-    if uri.secure:
-        stream = await anyio.connect_tcp(
-            uri.host, uri.port, tls=True, ssl_context=ssl.create_default_context()
-        )
-    else:
-        stream = await anyio.connect_tcp(uri.host, uri.port)
-    protocol = ClientProtocol(uri, max_size=max_size)
-    protocol.send_request(protocol.connect())
-    try:
-        for chunk in protocol.data_to_send():
-            await stream.send(chunk)
-        response: Response | None = None
-        early: list[Frame] = []
-        while response is None:
-            protocol.receive_data(await stream.receive())
-            for event in protocol.events_received():
-                if isinstance(event, Response):
-                    response = event
-                elif isinstance(event, Frame):
-                    early.append(event)
-            if protocol.handshake_exc is not None:
-                raise protocol.handshake_exc
-    except BaseException:
-        await stream.aclose()
-        raise
-    if response.status_code != 101:
-        await stream.aclose()
-        raise ConnectionError(f"handshake refused with HTTP {response.status_code}")
-    return stream, protocol, early

@@ -16,7 +16,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -27,11 +27,19 @@ from anyio.streams.stapled import MultiListener
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from peerpigeon.io.websocket import LinkClosed, PongReceived, TextOrBinary, WebSocketLink
+from peerpigeon.io.websocket import (
+    Incoming,
+    LinkClosed,
+    PongReceived,
+    TextOrBinary,
+    WebSocketLink,
+    open_websocket,
+)
 from peerpigeon.protocol.rand import Entropy
 from peerpigeon.protocol.server import (
     Close,
     ConnectionId,
+    OpenHubLink,
     SendPing,
     SendText,
     ServerConfig,
@@ -83,8 +91,27 @@ class PeerPigeonServer:
         handshake_timeout_s: float = 10.0,
         on_event: Callable[[ServerEvent], None] | None = None,
         entropy: Entropy | None = None,
+        is_hub: bool | None = None,
+        hub_mesh_namespace: str | None = None,
+        bootstrap_hubs: Sequence[str] | None = None,
+        auto_connect: bool | None = None,
+        reconnect_interval_s: float | None = None,
+        max_reconnect_attempts: int | None = None,
+        hub_peer_id: str | None = None,
+        hub_secret: str | None = None,
     ) -> None:
         base = config or ServerConfig(max_connections=max_connections, host=host, port=port)
+        overrides: dict[str, object] = {
+            "is_hub": is_hub,
+            "hub_mesh_namespace": hub_mesh_namespace,
+            "bootstrap_hubs": tuple(bootstrap_hubs) if bootstrap_hubs is not None else None,
+            "auto_connect": auto_connect,
+            "reconnect_interval_s": reconnect_interval_s,
+            "max_reconnect_attempts": max_reconnect_attempts,
+            "hub_peer_id": hub_peer_id,
+            "hub_secret": hub_secret,
+        }
+        base = replace(base, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]  # validated by ServerConfig
         self._config = base
         self.host = host
         self._requested_port = port
@@ -238,6 +265,12 @@ class PeerPigeonServer:
             if not actions:
                 break
             for action in actions:
+                if isinstance(action, OpenHubLink):
+                    if self._tg is not None:
+                        self._tg.start_soon(
+                            self._scoped, self._run_hub_link, action.connection, action.url
+                        )
+                    continue
                 link = self._links.get(action.connection)
                 if link is None:
                     continue
@@ -259,9 +292,7 @@ class PeerPigeonServer:
         if deadline != self._timer_deadline:
             self._wake.set()
 
-    async def _scoped(
-        self, func: Callable[..., Awaitable[None]], *args: WebSocketLink
-    ) -> None:
+    async def _scoped(self, func: Callable[..., Awaitable[None]], *args: object) -> None:
         with anyio.CancelScope() as scope:
             self._task_scopes.add(scope)
             try:
@@ -365,10 +396,39 @@ class PeerPigeonServer:
         if not self.is_running:
             return
         conn = self.machine.open_connection(request.path, anyio.current_time())
+        await self._pump(conn, link)
+
+    async def _run_hub_link(self, conn: ConnectionId, url: str) -> None:
+        """Dial another hub for the machine (`OpenHubLink`) and pump the link."""
+        try:
+            with anyio.fail_after(self._handshake_timeout_s):
+                stream, protocol, early = await open_websocket(
+                    url, self.machine.config.max_message_bytes
+                )
+        except Exception as err:  # any failure to dial is a fact for the machine
+            self.machine.hub_link_failed(conn, anyio.current_time(), f"{type(err).__name__}: {err}")
+            self._perform()
+            return
+        link = WebSocketLink(
+            stream,
+            protocol,
+            max_queue=self.machine.config.max_outbound_frames,
+            close_timeout_s=self._close_timeout_s,
+        )
+        self.machine.hub_link_opened(conn, anyio.current_time())
+        await self._pump(conn, link, early=link.take_frames(early))
+
+    async def _pump(
+        self, conn: ConnectionId, link: WebSocketLink, early: list[Incoming] | None = None
+    ) -> None:
         self._links[conn] = link
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run_writer)
+                self._perform()
+                for item in early or ():
+                    if isinstance(item, TextOrBinary):
+                        self.machine.receive_frame(conn, item.data, anyio.current_time())
                 self._perform()
                 while self._tg is not None:  # until stop() begins
                     item = await link.receive()

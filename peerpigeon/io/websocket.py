@@ -9,6 +9,7 @@ bounded queue per link so a slow peer never blocks the caller.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections import deque
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -16,10 +17,20 @@ from typing import TypeAlias
 import anyio
 from anyio.abc import ByteStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
 from websockets.protocol import Protocol, State
+from websockets.uri import parse_uri
 
-__all__ = ["Incoming", "LinkClosed", "PongReceived", "TextOrBinary", "WebSocketLink"]
+__all__ = [
+    "Incoming",
+    "LinkClosed",
+    "PongReceived",
+    "TextOrBinary",
+    "WebSocketLink",
+    "open_websocket",
+]
 
 READ_CHUNK = 65536
 
@@ -212,3 +223,38 @@ class WebSocketLink:
     def close_timeout_s(self) -> float:
         """How long the owner waits for the peer to finish a close it started."""
         return self._close_timeout_s
+
+
+async def open_websocket(url: str, max_size: int) -> tuple[ByteStream, ClientProtocol, list[Frame]]:
+    """Open TCP (TLS for wss) and run the opening handshake; return frames that came with it."""
+    uri = parse_uri(url)
+    stream: ByteStream
+    if uri.secure:
+        stream = await anyio.connect_tcp(
+            uri.host, uri.port, tls=True, ssl_context=ssl.create_default_context()
+        )
+    else:
+        stream = await anyio.connect_tcp(uri.host, uri.port)
+    protocol = ClientProtocol(uri, max_size=max_size)
+    protocol.send_request(protocol.connect())
+    try:
+        for chunk in protocol.data_to_send():
+            await stream.send(chunk)
+        response: Response | None = None
+        early: list[Frame] = []
+        while response is None:
+            protocol.receive_data(await stream.receive())
+            for event in protocol.events_received():
+                if isinstance(event, Response):
+                    response = event
+                elif isinstance(event, Frame):
+                    early.append(event)
+            if protocol.handshake_exc is not None:
+                raise protocol.handshake_exc
+    except BaseException:
+        await stream.aclose()
+        raise
+    if response.status_code != 101:
+        await stream.aclose()
+        raise ConnectionError(f"handshake refused with HTTP {response.status_code}")
+    return stream, protocol, early
