@@ -496,7 +496,10 @@ class Worker:
         while True:
             if not self.conn.poll(max(0.0, deadline - time.monotonic())):
                 raise BenchError(f"load-generator worker gave no {kind!r} within {timeout:.0f} s")
-            message = self.conn.recv()
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError) as error:
+                raise BenchError(f"load-generator worker died: {error!r}") from error
             if message[0] == "error":
                 raise BenchError(f"load-generator worker failed: {message[1]}")
             if message[0] == kind:
@@ -530,6 +533,7 @@ class Params:
     duration_s: float
     idle_s: float
     workers: int
+    rounds: int = 1
 
 
 def _latencies(results: Sequence[dict[str, Any]]) -> list[int]:
@@ -614,6 +618,11 @@ def bench_server(server: ServerProcess, workers: Sequence[Worker], params: Param
         figures.machine_busy_pct = 100 * cpu.get("machine_busy", math.nan) * (os.cpu_count() or 1)
         figures.lost = sum(r["sent"] - r["received"] for r in results)
         closed = sum(r["closed"] for r in results)
+        if figures.server_cpu_pct < 85:
+            figures.notes.append(
+                f"server CPU only {figures.server_cpu_pct:.0f}% in the window: not saturated "
+                "(other load on the machine, or the generator limited it)"
+            )
         if figures.lost:
             figures.notes.append(f"{figures.lost} relayed frames never arrived")
         if closed:
@@ -678,6 +687,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=None, help="idle probe, s (1; quick 0.5)")
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes (2)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the servers in turn this many times; report each server's median round (1)",
+    )
+    parser.add_argument(
         "--servers",
         default=",".join(SERVER_NAMES),
         help=f"comma-separated subset of {','.join(SERVER_NAMES)} (default: all)",
@@ -690,16 +705,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration_s=args.duration if args.duration is not None else (3.0 if args.quick else 10.0),
         idle_s=args.idle if args.idle is not None else (0.5 if args.quick else 1.0),
         workers=max(1, args.workers),
+        rounds=max(1, args.rounds),
     )
     if params.clients < 2 or params.clients % 2:
         parser.error("--clients must be an even number >= 2")
+    if params.in_flight < 1 or params.duration_s <= 0 or params.warmup_s < 0:
+        parser.error("--in-flight must be >= 1, --duration > 0, --warmup >= 0")
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if not names or any(n not in SERVER_NAMES for n in names):
         parser.error(f"--servers takes names from {SERVER_NAMES}")
     params.workers = min(params.workers, params.clients // 2)
 
     per_server = params.warmup_s + params.duration_s + params.idle_s + 25 + params.clients / 20
-    budget = int(60 + len(names) * per_server)
+    budget = int(60 + params.rounds * len(names) * per_server)
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.alarm(budget)
 
@@ -707,39 +725,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"signaling relay benchmark: {params.clients} clients ({params.clients // 2} pairs), "
         f"{params.in_flight} frames in flight per client, {SDP_CHARS}-character SDP, "
         f"{params.workers} load-generator processes, {os.cpu_count()} CPUs, "
-        f"warm-up {params.warmup_s:g} s, window {params.duration_s:g} s",
+        f"warm-up {params.warmup_s:g} s, window {params.duration_s:g} s"
+        + (f", {params.rounds} rounds" if params.rounds > 1 else ""),
         flush=True,
     )
-    figures: dict[str, Figures] = {}
+    rounds: dict[str, list[Figures]] = {name: [] for name in names}
     context = multiprocessing.get_context("spawn")
     workers: list[Worker] = []
+    servers: list[ServerProcess] = []
     try:
         if any(n.startswith("js") for n in names):
-            ensure_js_modules()
-        for _ in range(params.workers):
+            try:
+                ensure_js_modules()
+            except Exception as error:  # no Node/npm, failed install: measure ours only
+                message = f"npm install failed: {str(error).splitlines()[0]}"
+                print(f"  {message}", file=sys.stderr, flush=True)
+                for name in [n for n in names if n.startswith("js")]:
+                    rounds[name].append(Figures(error=message))
+                names = [n for n in names if not n.startswith("js")]
+        for _ in range(params.workers if names else 0):
             parent_conn, child_conn = context.Pipe()
             process = context.Process(target=worker_main, args=(child_conn,), daemon=True)
             process.start()
             child_conn.close()
             workers.append(Worker(process, parent_conn))
+        for round_index in range(params.rounds):
+            for name in names:
+                try:
+                    servers.append(_start_server(name, max(1000, params.clients + 10)))
+                    result = bench_server(servers[-1], workers, params)
+                except BenchError as error:
+                    if isinstance(error, BudgetExceeded):
+                        raise
+                    result = Figures(error=str(error).splitlines()[0])
+                    print(f"  {name}: FAILED: {error}", file=sys.stderr, flush=True)
+                finally:
+                    while servers:
+                        servers[-1].stop()
+                        servers.pop()
+                rounds[name].append(result)
+                label = name if params.rounds == 1 else f"{name} #{round_index + 1}"
+                _print_line(label, result)
+    except BudgetExceeded as error:
+        print(f"  ABORTED: {error}", file=sys.stderr, flush=True)
         for name in names:
-            server: ServerProcess | None = None
-            try:
-                server = _start_server(name, max(1000, params.clients + 10))
-                result = bench_server(server, workers, params)
-            except BudgetExceeded:
-                raise
-            except BenchError as error:
-                result = Figures(error=str(error).splitlines()[0])
-                print(f"  {name}: FAILED: {error}", file=sys.stderr, flush=True)
-            finally:
-                if server is not None:
-                    server.stop()
-            figures[name] = result
-            _print_line(name, result)
+            if not rounds[name]:
+                rounds[name].append(Figures(error=str(error)))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        for server in servers:
+            server.stop()
         for worker in workers:
             with contextlib.suppress(Exception):
                 worker.send(("exit",))
@@ -750,10 +786,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker.process.join(3)
             worker.conn.close()
 
-    return _report(figures, params)
+    figures = {name: _median_round(results) for name, results in rounds.items()}
+    if params.rounds > 1:
+        for name, result in figures.items():
+            _print_line(f"{name} (median)", result, notes=False)
+    return _report(figures, rounds, params)
 
 
-def _print_line(name: str, f: Figures) -> None:
+def _median_round(results: Sequence[Figures]) -> Figures:
+    """The round whose relay rate is the median (the lower one of an even count)."""
+    good = sorted((r for r in results if r.error is None), key=lambda r: r.relays_per_s)
+    if not good:
+        return results[0] if results else Figures(error="not run")
+    return good[(len(good) - 1) // 2]
+
+
+def _print_line(name: str, f: Figures, *, notes: bool = True) -> None:
     if f.error is not None:
         print(f"  {name:<9} FAILED: {f.error}", flush=True)
         return
@@ -762,14 +810,22 @@ def _print_line(name: str, f: Figures) -> None:
         f"  p90 {_fmt(f.p90_ms)} ms  p99 {_fmt(f.p99_ms)} ms   CPU: server "
         f"{_fmt(f.server_cpu_pct, 0)}%  generator {_fmt(f.generator_cpu_pct, 0)}%  machine "
         f"{_fmt(f.machine_busy_pct, 0)}% (of {100 * (os.cpu_count() or 1)}%)   unloaded p50 "
-        f"{_fmt(f.idle_p50_ms, 3)} ms  p99 {_fmt(f.idle_p99_ms, 3)} ms",
+        f"{_fmt(f.idle_p50_ms, 3)} ms  p99 {_fmt(f.idle_p99_ms, 3)} ms   "
+        f"{_fmt(_per_cpu_second(f), 0)} relays per server CPU-second",
         flush=True,
     )
-    for note in f.notes:
+    for note in f.notes if notes else ():
         print(f"    note: {note}", flush=True)
 
 
-def _report(figures: dict[str, Figures], params: Params) -> int:
+def _per_cpu_second(f: Figures) -> float:
+    """Relays per second of server CPU time: less sensitive to other load on the machine."""
+    if math.isnan(f.server_cpu_pct) or f.server_cpu_pct <= 0:
+        return math.nan
+    return f.relays_per_s / (f.server_cpu_pct / 100)
+
+
+def _report(figures: dict[str, Figures], rounds: dict[str, list[Figures]], params: Params) -> int:
     empty = Figures()
     ours = figures.get("ours", empty)
     js = figures.get("js", empty)
@@ -785,6 +841,13 @@ def _report(figures: dict[str, Figures], params: Params) -> int:
         f"js-quiet/js = {_fmt(ratio(quiet.relays_per_s, js.relays_per_s))}x",
         flush=True,
     )
+    cpu_ratio = ratio(_per_cpu_second(ours), _per_cpu_second(js))
+    cpu_ratio_quiet = ratio(_per_cpu_second(ours), _per_cpu_second(quiet))
+    print(
+        f"  per server CPU-second: ours/js = {_fmt(cpu_ratio)}x   "
+        f"ours/js-quiet = {_fmt(cpu_ratio_quiet)}x",
+        flush=True,
+    )
     summary: dict[str, Any] = {
         "benchmark": "signaling_relay",
         "ours_relays_per_s": _json_number(ours.relays_per_s, 1),
@@ -792,6 +855,8 @@ def _report(figures: dict[str, Figures], params: Params) -> int:
         "js_quiet_relays_per_s": _json_number(quiet.relays_per_s, 1),
         "ratio_vs_js": _json_number(vs_js),
         "ratio_vs_js_quiet": _json_number(vs_quiet),
+        "cpu_ratio_vs_js": _json_number(cpu_ratio),
+        "cpu_ratio_vs_js_quiet": _json_number(cpu_ratio_quiet),
         "ours_p50_ms": _json_number(ours.p50_ms),
         "ours_p99_ms": _json_number(ours.p99_ms),
         "js_p50_ms": _json_number(js.p50_ms),
@@ -804,19 +869,25 @@ def _report(figures: dict[str, Figures], params: Params) -> int:
         "warmup_s": params.warmup_s,
         "sdp_chars": SDP_CHARS,
         "generator_processes": params.workers,
+        "rounds": params.rounds,
         "cpus": os.cpu_count(),
         "js_logging": "console output formatted and written to /dev/null",
     }
     for key, f in (("ours", ours), ("js", js), ("js_quiet", quiet)):
         summary[f"{key}_server_cpu_pct"] = _json_number(f.server_cpu_pct, 1)
         summary[f"{key}_generator_cpu_pct"] = _json_number(f.generator_cpu_pct, 1)
+        summary[f"{key}_relays_per_cpu_s"] = _json_number(_per_cpu_second(f), 1)
         summary[f"{key}_idle_p50_ms"] = _json_number(f.idle_p50_ms, 4)
         summary[f"{key}_idle_p99_ms"] = _json_number(f.idle_p99_ms, 4)
         summary[f"{key}_lost_frames"] = f.lost
         if f.error is not None:
             summary[f"{key}_error"] = f.error
+        if params.rounds > 1:
+            summary[f"{key}_relays_per_s_rounds"] = [
+                _json_number(r.relays_per_s, 1) for r in rounds.get(key.replace("_", "-"), [])
+            ]
     print(json.dumps(summary), flush=True)
-    failed = any(f.error is not None for f in figures.values())
+    failed = any(r.error is not None for results in rounds.values() for r in results)
     return 1 if failed else 0
 
 

@@ -429,6 +429,13 @@ class SignalingClient(Outbox[ClientAction, ClientEvent]):
     about that socket; socket facts and frames that arrive while no socket is expected
     are counted as ``stale_reports`` and otherwise ignored.
 
+    Reconnection (reference 4.5, without its stall): every failed attempt and every ended
+    session schedules a retry on the next URL after ``min(base * 2**(n-1), cap)`` less
+    jitter, n counting the failures of the current outage; any close code, 1000 included,
+    leads to a retry, only `disconnect` does not. The outage ends, and n restarts, with the
+    first frame of a session (the hub's ``connected``), not with the open itself: a hub that
+    accepts the socket and then refuses it (1008) keeps the backoff growing.
+
     The discovered-peer table lives for one session, as in the reference: it is forgotten
     whenever the session ends, and the hub sends the namespace's members again after the
     re-announce. `PeerLeft` is emitted only for a peer in the table, so a peer gets at most

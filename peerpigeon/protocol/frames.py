@@ -20,13 +20,13 @@ from typing import Final, TypeAlias
 
 from .errors import DecodeError, UsageError
 from .ids import PeerId, is_valid_peer_id, parse_peer_id
-from .wire import DEFAULT_MAX_FRAME_BYTES, GLOBAL_NETWORK, JsonObject, JsonValue, decode_json_object
+from .wire import GLOBAL_NETWORK, JsonObject, JsonValue, decode_json_object
 
 __all__ = [
     "BINARY_HEADER_TYPE",
+    "DEFAULT_EVICTION_REASON",
     "DEFAULT_GOSSIP_TTL",
     "DEFAULT_MAX_DATA_FRAME_BYTES",
-    "DEFAULT_EVICTION_REASON",
     "FILTERED_TYPES",
     "GOSSIP_RESERVED_KEYS",
     "MAX_GOSSIP_ID_LENGTH",

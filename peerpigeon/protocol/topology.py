@@ -81,8 +81,8 @@ class TopologyConfig:
         xor_routing: prefer XOR-closest peers (else discovery order) and evict the
             farthest (else the oldest).
         eviction_strategy: allow evicting a link to make room for a better one.
-        auto_discovery: dial on our own; when off only `plan_dials` ring repairs are
-            skipped too and the caller dials by hand.
+        auto_discovery: dial on our own; when off `plan_dials` plans nothing and the
+            application dials by hand (offers are still answered and evictions made).
         keep_ring: keep the two ring neighbours (see the module docstring); off gives the
             reference's pure XOR topology. Needs max_peers >= 2.
     """
@@ -260,6 +260,11 @@ class PeerTable:
         record = self._records.get(peer)
         return 0.0 if record is None else record.retry_at
 
+    def discovered_at(self, peer: PeerId) -> float:
+        """When `peer` was first learnt (0.0 if unknown)."""
+        record = self._records.get(peer)
+        return 0.0 if record is None else record.discovered_at
+
     def failures(self, peer: PeerId) -> int:
         """Failed dials to `peer` since the last success."""
         record = self._records.get(peer)
@@ -372,9 +377,7 @@ def decide_offer(
         return Reject(REJECT_MAX_PEERS)
     if offerer in protected:
         return Evict(victim)
-    if config.xor_routing and (int(offerer, 16) ^ int(me, 16)) < (
-        int(victim, 16) ^ int(me, 16)
-    ):
+    if config.xor_routing and (int(offerer, 16) ^ int(me, 16)) < (int(victim, 16) ^ int(me, 16)):
         return Evict(victim)
     return Reject(REJECT_MAX_PEERS)
 

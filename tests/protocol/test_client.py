@@ -987,7 +987,7 @@ plausible_frames = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     frames=st.lists(
         st.binary(max_size=64)

@@ -158,7 +158,7 @@ frames_like = st.fixed_dictionaries(
 # --- round trips ------------------------------------------------------------------------
 
 
-@settings(max_examples=500)
+@settings(max_examples=300)
 @given(messages)
 def test_decode_inverts_encode(msg: Message) -> None:
     text = encode_message(msg)
@@ -172,7 +172,7 @@ def test_every_message_type_is_covered() -> None:
     assert set(TYPE_NAMES) == {cls.TYPE for cls in Message.__args__}
 
 
-@settings(max_examples=500)
+@settings(max_examples=200)
 @given(frames_like)
 def test_decoded_frames_encode_back(obj: dict[str, JsonValue]) -> None:
     """Whatever decodes can be re-encoded (a hub relays it) and decodes to the same value."""
@@ -193,7 +193,7 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
         decode_message(data)
 
 
-@settings(max_examples=500)
+@settings(max_examples=200)
 @given(json_values | frames_like)
 def test_arbitrary_json_decodes_or_raises_decode_error(value: JsonValue) -> None:
     text = json.dumps(value)

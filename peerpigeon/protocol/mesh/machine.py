@@ -1,0 +1,1127 @@
+"""The `Mesh` machine: signaling client + topology + data-channel control, one input API.
+
+Reference: reference/signaling-and-topology.md sections 6-7 and data-plane.md sections 1,
+3, 4.1, 9.5 and 12. The topology rules are in `peerpigeon.protocol.topology`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Final
+
+from peerpigeon.protocol import client as pc
+from peerpigeon.protocol.errors import DecodeError, UsageError
+from peerpigeon.protocol.frames import (
+    DEFAULT_EVICTION_REASON,
+    DEFAULT_GOSSIP_TTL,
+    EvictionNotice,
+    GossipMessage,
+    OtherFrame,
+    SignalingEnvelope,
+    decode_data_frame,
+    encode_eviction,
+    encode_gossip,
+)
+from peerpigeon.protocol.ids import PeerId, is_initiator, is_valid_peer_id
+from peerpigeon.protocol.outbox import Outbox
+from peerpigeon.protocol.rand import Entropy, Rng
+from peerpigeon.protocol.topology import (
+    REJECT_ROLE_CONFLICT,
+    Evict,
+    LinkPhase,
+    LinkSlot,
+    PeerTable,
+    Reject,
+    choose_victim,
+    decide_offer,
+    fill_target,
+    plan_dials,
+)
+from peerpigeon.protocol.wire import GLOBAL_NETWORK, JsonObject, JsonValue, decode_json_object
+
+from .config import MeshConfig
+from .events import (
+    REASON_CONNECTION_FAILED,
+    REASON_CONNECTION_TIMEOUT,
+    REASON_DATA_CHANNEL_CLOSED,
+    REASON_EVICTED_PREFIX,
+    REASON_LEFT_NETWORK,
+    REASON_MESH_DISCONNECTED,
+    REASON_NETWORK_CHANGED,
+    REASON_OVER_MAX_PEERS,
+    REASON_PROTOCOL_VIOLATION,
+    AcceptAnswer,
+    AcceptOffer,
+    AddRemoteCandidate,
+    CloseLink,
+    CreateOffer,
+    DiscoveredPeer,
+    FrameRejected,
+    MeshAction,
+    MeshEvent,
+    MeshStats,
+    MeshStatus,
+    MessageReceived,
+    PeerConnected,
+    PeerDisconnected,
+    PeerDiscovered,
+    PeerEvicted,
+    PeerInfo,
+    PeersUpdated,
+    SendData,
+    StatusChanged,
+)
+
+__all__ = ["FallbackState", "Mesh"]
+
+# DM contents a JS peer handles internally and never shows the application (data-plane
+# 3.6.4); we act on none of them (they let anyone inject signaling, W-CTL-2) and drop them.
+_CONTROL_CONTENT_TYPES: Final = frozenset(
+    {
+        "signaling-relay",
+        "peer-announce-relay",
+        "bootstrap-keepalive",
+        "client-peer-announcement",
+        "cross-bootstrap-signaling",
+    }
+)
+_CLOSE_EVICTED: Final = "evicted"
+_CLOSE_REPLACED: Final = "replaced by a new offer"
+_KEY_EXCHANGE_SUBTYPES: Final = frozenset({"key_exchange", "key_exchange_response"})
+_PHASE_STATUS: Final = {
+    LinkPhase.DIALING: "connecting",
+    LinkPhase.ANSWERING: "connecting",
+    LinkPhase.CONNECTING: "channel-connecting",
+    LinkPhase.OPEN: "connected",
+}
+
+
+class FallbackState(enum.Enum):
+    """Where the global fallback is (see `Mesh`)."""
+
+    NORMAL = "normal"  # in the configured namespace
+    FALLBACK = "fallback"  # in "global" because the configured namespace was empty
+    PROBING = "probing"  # in fallback, announced in the configured namespace to look for peers
+
+
+@dataclass(slots=True)
+class _Link:
+    peer: PeerId
+    initiator: bool
+    phase: LinkPhase
+    started_at: float
+    deadline: float | None  # the connection timeout; None once open
+    offer_sent: bool = False
+    candidates: int = 0
+    max_message_size: int = 0
+    bad_frames: int = 0
+
+
+@dataclass(slots=True)
+class _Counters:
+    dials_started: int = 0
+    dials_failed: int = 0
+    dial_timeouts: int = 0
+    offers_accepted: int = 0
+    offers_rejected: int = 0
+    links_opened: int = 0
+    links_closed: int = 0
+    evictions_sent: int = 0
+    evictions_received: int = 0
+    candidates_dropped: int = 0
+    data_frames_received: int = 0
+    data_frames_rejected: int = 0
+    data_frames_ignored: int = 0
+    gossip_duplicates: int = 0
+    gossip_dropped: int = 0
+    messages_delivered: int = 0
+    messages_sent: int = 0
+    stale_reports: int = 0
+    known_forgotten: int = 0
+    fallback_switches: int = 0
+
+
+class Mesh(Outbox[MeshAction, MeshEvent]):
+    """One mesh peer as a sans-IO machine: signaling, topology and the data channels.
+
+    Inputs, all with ``now`` (seconds, monotonic):
+
+    * application calls: `connect`, `disconnect`, `connect_to_peer`, `send_direct_message`;
+    * signaling socket facts (forwarded to the `SignalingClient` it composes):
+      `socket_opened`, `socket_frame`, `socket_closed`, `socket_failed`;
+    * link facts from the WebRTC adapter, per peer: `link_offer_created`,
+      `link_answer_created`, `link_candidate`, `link_open`, `link_text`, `link_binary`,
+      `link_closed`, `link_failed`;
+    * the timer: `handle_timer`, due at `next_deadline`.
+
+    Outputs: `MeshAction`s (`drain_actions`) and `MeshEvent`s (`drain_events`).
+
+    Contract with the I/O layer (the adapter and the simulator obey it):
+
+    * Perform actions in order. Socket actions are the signaling client's (one socket at a
+      time; after `CloseSocket` report nothing more about that socket).
+    * `CreateOffer` / `AcceptOffer` each create a *fresh* link for that peer; the machine
+      never asks for one while a link to that peer is live, it sends `CloseLink` first.
+    * After `CloseLink` the adapter closes the link and reports nothing more about it, not
+      even its ``Closed`` event. Links that end on their own are reported once
+      (`link_closed` / `link_failed`) and the machine sends no `CloseLink` for them.
+    * Facts about a peer with no link here are counted as stale and ignored.
+
+    Behaviour, beyond `topology`:
+
+    * Offers are answered only per the initiator rule; a wrong-way or unwelcome offer gets
+      ``connection-rejected`` (``initiator_role_conflict`` / ``max_peers_reached``), which
+      our hub routes and the JS hub answers with an ``error`` (harmless).
+    * Eviction: the notice goes out on the data channel at once and the link is closed
+      ``eviction_linger_s`` later (or as soon as the victim closes it), so the notice is
+      not lost to the close (reference weakness 23). Receiving a notice closes the link at
+      once. Both sides emit `PeerEvicted` and `PeerDisconnected` (``"evicted: <reason>"``);
+      JS emits only one of them on each side.
+    * Gossip, in this issue: direct messages (subtype ``dm``) addressed to us and ``chat``
+      broadcasts from neighbours are delivered; ``key_exchange`` / ``key_exchange_response``
+      (sent by JS peers with crypto on when a channel opens) and other subtypes are dropped
+      after dedup, never shown to the application; nothing is relayed yet.
+    * Global fallback (``allow_global_fallback``, namespace not ``"global"``): when the hub
+      session is open and we have known no peer and had no link for
+      ``fallback_after_s``, re-announce in ``"global"`` (a new signaling session; the
+      status's ``network_name`` becomes ``"global"``, ``is_in_fallback_mode`` true). Every
+      ``fallback_probe_interval_s`` we re-announce in the original namespace for up to
+      ``fallback_probe_window_s`` (global links stay up; no new dials): if a peer is
+      discovered there, or offers to us, we leave fallback, close the global links
+      (``"network changed"``) and stay; otherwise we go back to ``"global"``.
+    * Known peers survive hub reconnections; after each (re)connection those the hub does
+      not re-announce within ``rediscovery_grace_s`` are forgotten unless linked.
+    """
+
+    def __init__(
+        self, config: MeshConfig, *, rng: Rng, entropy: Entropy, wall_offset_s: float = 0.0
+    ) -> None:
+        """Create an idle peer; queues `StatusChanged` (initialized).
+
+        Args:
+            config: the settings.
+            rng: jitter of backoffs and of the optimiser's period.
+            entropy: message ids.
+            wall_offset_s: added to ``now`` for wall-clock seconds (wire timestamps).
+        """
+        super().__init__()
+        self._config = config
+        self._topology = config.topology()
+        self._me = config.peer_id
+        self._rng = rng
+        self._entropy = entropy
+        self._wall_offset_s = wall_offset_s
+        self._client: pc.SignalingClient | None = None
+        self._urls: tuple[str, ...] = ()
+        self._table = PeerTable(self._me, max_known=config.max_known_peers)
+        self._links: dict[PeerId, _Link] = {}
+        self._closing: dict[PeerId, float] = {}  # evicted: peer -> close_at
+        self._departed: dict[PeerId, None] = {}  # linked peers the hub says are gone
+        self._seen: dict[str, float] = {}  # gossip id -> expiry, oldest first
+        self._epoch = 0  # signaling sessions so far
+        self._optimize_at: float | None = None
+        self._purge_at: float | None = None
+        self._network = config.network_name  # the namespace our links belong to
+        self._fallback = FallbackState.NORMAL
+        self._alone_since: float | None = None
+        self._probe_at: float | None = None
+        self._probe_until: float | None = None
+        self._counters = _Counters()
+        self._emit(StatusChanged("initialized", peer_id=self._me))
+
+    # --- read-only views ---------------------------------------------------------------------
+
+    @property
+    def config(self) -> MeshConfig:
+        """The settings."""
+        return self._config
+
+    @property
+    def peer_id(self) -> PeerId:
+        """This peer's ID."""
+        return self._me
+
+    @property
+    def network_name(self) -> str:
+        """The namespace in use (``"global"`` while in fallback)."""
+        return self._network
+
+    @property
+    def fallback_state(self) -> FallbackState:
+        """Where the global fallback is."""
+        return self._fallback
+
+    @property
+    def signaling_state(self) -> pc.ClientState:
+        """The signaling client's state (IDLE before `connect`)."""
+        return pc.ClientState.IDLE if self._client is None else self._client.state
+
+    def connected_peers(self) -> tuple[PeerId, ...]:
+        """Peers with an open data channel, oldest link first."""
+        return tuple(p for p, link in self._links.items() if link.phase is LinkPhase.OPEN)
+
+    def link_count(self) -> int:
+        """Links that take a slot (open, dialling, answering)."""
+        return len(self._links)
+
+    def ring_neighbours(self) -> tuple[PeerId, ...]:
+        """Our ring predecessor and successor among the known peers (see `topology`)."""
+        return self._table.ring_neighbours()
+
+    def discovered_peers(self) -> tuple[DiscoveredPeer, ...]:
+        """The known peers, oldest first."""
+        me = int(self._me, 16)
+        out = []
+        for peer in self._table:
+            link = self._links.get(peer)
+            out.append(
+                DiscoveredPeer(
+                    peer_id=peer,
+                    discovered_at=self._table.discovered_at(peer),
+                    distance=int(peer, 16) ^ me,
+                    is_connecting=link is not None and link.phase is not LinkPhase.OPEN,
+                    is_connected=link is not None and link.phase is LinkPhase.OPEN,
+                )
+            )
+        return tuple(out)
+
+    def peers(self) -> tuple[PeerInfo, ...]:
+        """Every link that takes a slot, oldest first."""
+        return tuple(
+            PeerInfo(p, _PHASE_STATUS[link.phase], link.initiator, link.started_at)
+            for p, link in self._links.items()
+        )
+
+    def status(self) -> MeshStatus:
+        """A snapshot like JS ``getStatus()``."""
+        cfg = self._config
+        client = self._client
+        return MeshStatus(
+            peer_id=self._me,
+            connected=client is not None and client.state is pc.ClientState.OPEN,
+            signaling_url=None if client is None else client.url,
+            network_name=self._network,
+            original_network_name=cfg.network_name,
+            is_in_fallback_mode=self._fallback is not FallbackState.NORMAL,
+            allow_global_fallback=cfg.allow_global_fallback,
+            connected_count=len(self.connected_peers()),
+            total_peer_count=len(self._links),
+            min_peers=cfg.min_peers,
+            max_peers=cfg.max_peers,
+            discovered_count=len(self._table),
+            auto_connect=cfg.auto_connect,
+            auto_discovery=cfg.auto_discovery,
+            eviction_strategy=cfg.eviction_strategy,
+            xor_routing=cfg.xor_routing,
+        )
+
+    def stats(self) -> MeshStats:
+        """A snapshot of the counters."""
+        return MeshStats(**asdict(self._counters))
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` is next due, or ``None``; a pure query."""
+        due: list[float] = []
+        if self._client is not None:
+            client_due = self._client.next_deadline()
+            if client_due is not None:
+                due.append(client_due)
+        for at in (self._optimize_at, self._purge_at, self._probe_at, self._probe_until):
+            if at is not None:
+                due.append(at)
+        if self._alone_since is not None:
+            due.append(self._alone_since + self._config.fallback_after_s)
+        due.extend(link.deadline for link in self._links.values() if link.deadline is not None)
+        due.extend(self._closing.values())
+        return min(due, default=None)
+
+    # --- application calls -------------------------------------------------------------------
+
+    def connect(self, urls: Iterable[str], now: float) -> None:
+        """Connect to the hub at `urls` (tried in turn) and start the mesh.
+
+        Queues `OpenSocket`; emits `StatusChanged` (connecting). Raises `ConfigError` for a
+        bad URL and `UsageError` when already connected or connecting.
+        """
+        if self._client is not None and self._client.state is not pc.ClientState.CLOSED:
+            raise UsageError("state", "already connected or connecting")
+        url_tuple = tuple(urls)
+        self._config.client_config(url_tuple, self._network)  # validates the URLs
+        self._urls = url_tuple
+        self._emit(StatusChanged("connecting", message=f"connecting to {url_tuple[0]}"))
+        self._start_client(self._network, now)
+        self._optimize_at = now + self._config.optimize_interval_s
+
+    def disconnect(self, now: float) -> None:
+        """Leave the mesh: close every link, say goodbye to the hub. Idempotent.
+
+        Queues `CloseLink` per link, then the client's goodbye `SendText` and `CloseSocket`;
+        emits `PeerDisconnected` (``"mesh disconnected"``) per connected peer,
+        `PeersUpdated` and `StatusChanged` (disconnected). Known peers are forgotten and
+        the fallback is reset to the configured namespace.
+        """
+        had_links = bool(self._links or self._closing)
+        for peer in list(self._closing):
+            self._act(CloseLink(peer, REASON_MESH_DISCONNECTED))
+        self._closing.clear()
+        for peer in list(self._links):
+            self._drop_link(peer, REASON_MESH_DISCONNECTED, now, close=True, retry=False)
+        client = self._client
+        if client is not None:
+            client.disconnect(now)
+            self._pump(now)
+        self._table.clear()
+        self._departed.clear()
+        self._optimize_at = self._purge_at = self._probe_at = self._probe_until = None
+        self._alone_since = None
+        self._fallback = FallbackState.NORMAL
+        self._network = self._config.network_name
+        if had_links:
+            self._emit(PeersUpdated())
+
+    def connect_to_peer(self, peer: PeerId, now: float) -> bool:
+        """Dial `peer` now if the rules allow it; returns whether a dial started.
+
+        It does not when: a link to it exists, we are not the initiator (JS refuses offers
+        from the smaller ID; the other side must dial), the hub session is not open, or
+        every slot is taken. May queue `CreateOffer`. Raises `UsageError` for a bad ID or
+        our own.
+        """
+        if not is_valid_peer_id(peer):
+            raise UsageError("peer", "must be 40 hex characters")
+        if peer == self._me:
+            raise UsageError("peer", "cannot connect to yourself")
+        if peer in self._links or not is_initiator(self._me, peer):
+            return False
+        if self.signaling_state is not pc.ClientState.OPEN:
+            return False
+        if len(self._links) >= self._config.max_peers:
+            return False
+        self._learn(peer, now)
+        self._dial(peer, now)
+        return True
+
+    def send_direct_message(self, peer: PeerId, content: JsonValue, now: float) -> str:
+        """Send `content` to the neighbour `peer` as a gossip ``dm``; returns the message id.
+
+        Queues `SendData`. Raises `UsageError` when `peer` is not a connected neighbour
+        (routing through other peers comes with gossip), when `content` is not JSON, or
+        when the frame exceeds the channel's message size.
+        """
+        link = self._links.get(peer)
+        if not is_valid_peer_id(peer) or link is None or link.phase is not LinkPhase.OPEN:
+            raise UsageError("peer", "is not a connected neighbour")
+        msg_id = self._entropy.token_bytes(16).hex()
+        msg = GossipMessage(
+            id=msg_id,
+            subtype="dm",
+            content=content,
+            from_peer=self._me,
+            to=peer,
+            network_name=self._network,
+            timestamp=self._wall_ms(now),
+            ttl=DEFAULT_GOSSIP_TTL,
+            path=(self._me,),
+        )
+        text = encode_gossip(msg)
+        size = len(text)  # encode_gossip escapes non-ASCII: characters are bytes
+        limit = link.max_message_size
+        if limit and size > limit:
+            raise UsageError("content", f"{size} bytes exceeds the channel's limit of {limit}")
+        self._remember(msg_id, now)
+        self._counters.messages_sent += 1
+        self._act(SendData(peer, text))
+        return msg_id
+
+    # --- signaling socket facts --------------------------------------------------------------
+
+    def socket_opened(self, now: float) -> None:
+        """The signaling socket opened; see `SignalingClient.socket_opened`."""
+        if self._client is None:
+            self._counters.stale_reports += 1
+            return
+        self._client.socket_opened(now)
+        self._after_input(now)
+
+    def socket_frame(self, data: str | bytes, now: float) -> None:
+        """One frame from the hub; never raises for bad input (emits `FrameRejected`)."""
+        if self._client is None:
+            self._counters.stale_reports += 1
+            return
+        self._client.receive_frame(data, now)
+        self._after_input(now)
+
+    def socket_closed(self, now: float, *, code: int, reason: str) -> None:
+        """The signaling socket closed; the client reconnects with backoff."""
+        if self._client is None:
+            self._counters.stale_reports += 1
+            return
+        self._client.socket_closed(now, code=code, reason=reason)
+        self._after_input(now)
+
+    def socket_failed(self, now: float, reason: str) -> None:
+        """The signaling socket failed or could not open; the client reconnects."""
+        if self._client is None:
+            self._counters.stale_reports += 1
+            return
+        self._client.socket_failed(now, reason)
+        self._after_input(now)
+
+    # --- link facts --------------------------------------------------------------------------
+
+    def link_offer_created(self, peer: PeerId, sdp: str, now: float) -> None:
+        """Our offer to `peer` is ready: it goes to the hub (`SendText`).
+
+        If the hub session is not open the dial is abandoned (`CloseLink`, retry later).
+        """
+        link = self._links.get(peer)
+        if link is None or link.phase is not LinkPhase.DIALING or link.offer_sent:
+            self._counters.stale_reports += 1
+            return
+        client = self._client
+        if client is None or client.state is not pc.ClientState.OPEN:
+            self._dial_failed(peer, now, REASON_CONNECTION_FAILED, backoff_s=None)
+        else:
+            link.offer_sent = True
+            client.send_offer(peer, sdp, now)
+        self._after_input(now)
+
+    def link_answer_created(self, peer: PeerId, sdp: str, now: float) -> None:
+        """Our answer to `peer` is ready: it goes to the hub (`SendText`)."""
+        link = self._links.get(peer)
+        if link is None or link.phase is not LinkPhase.ANSWERING:
+            self._counters.stale_reports += 1
+            return
+        link.phase = LinkPhase.CONNECTING
+        client = self._client
+        if client is not None and client.state is pc.ClientState.OPEN:
+            client.send_answer(peer, sdp, now)
+        # Otherwise the answer is lost: the link times out, and the dialler retries.
+        self._after_input(now)
+
+    def link_candidate(
+        self,
+        peer: PeerId,
+        candidate: str,
+        sdp_mid: str | None,
+        sdp_mline_index: int | None,
+        username_fragment: str | None,
+        now: float,
+    ) -> None:
+        """A trickling backend gathered a local candidate: it goes to the hub."""
+        client = self._client
+        if peer not in self._links or client is None or client.state is not pc.ClientState.OPEN:
+            self._counters.stale_reports += 1
+            return
+        try:
+            client.send_ice_candidate(
+                peer, candidate, sdp_mid, sdp_mline_index, now, username_fragment
+            )
+        except UsageError:
+            self._counters.candidates_dropped += 1
+        self._after_input(now)
+
+    def link_open(self, peer: PeerId, max_message_size: int, now: float) -> None:
+        """The data channel to `peer` is open (0: no size limit).
+
+        Emits `PeerConnected` and `PeersUpdated`.
+        """
+        link = self._links.get(peer)
+        if link is None or link.phase is LinkPhase.OPEN:
+            self._counters.stale_reports += 1
+            return
+        link.phase = LinkPhase.OPEN
+        link.deadline = None
+        link.max_message_size = max(0, max_message_size)
+        self._table.dial_succeeded(peer)
+        self._counters.links_opened += 1
+        self._emit(PeerConnected(peer))
+        self._emit(PeersUpdated())
+        self._after_input(now)
+
+    def link_text(self, peer: PeerId, text: str, now: float) -> None:
+        """One text frame from `peer`; never raises for bad input.
+
+        May emit `MessageReceived`, `PeerEvicted` + `PeerDisconnected` (eviction notice),
+        or `FrameRejected`; may queue `CloseLink`.
+        """
+        link = self._links.get(peer)
+        if link is None or link.phase is not LinkPhase.OPEN:
+            self._counters.stale_reports += 1
+            return
+        self._counters.data_frames_received += 1
+        try:
+            frame = decode_data_frame(text, max_bytes=self._config.max_data_frame_bytes)
+        except DecodeError as err:
+            self._bad_frame(link, err, now)
+        else:
+            match frame:
+                case GossipMessage():
+                    self._on_gossip(peer, frame, now)
+                case EvictionNotice():
+                    self._on_evicted(peer, frame, now)
+                case SignalingEnvelope() | OtherFrame():
+                    # Renegotiation (media), binary headers, streams and DHT: later layers.
+                    self._counters.data_frames_ignored += 1
+        self._after_input(now)
+
+    def link_binary(self, peer: PeerId, data: bytes, now: float) -> None:
+        """One binary frame from `peer` (binary messages and streams come later: ignored)."""
+        link = self._links.get(peer)
+        if link is None or link.phase is not LinkPhase.OPEN:
+            self._counters.stale_reports += 1
+            return
+        self._counters.data_frames_ignored += 1
+
+    def link_closed(self, peer: PeerId, reason: str, now: float) -> None:
+        """The link to `peer` ended without error (either side closed it).
+
+        Emits `PeerDisconnected` (``"data channel closed"``) if it was open.
+        """
+        self._link_ended(peer, REASON_DATA_CHANNEL_CLOSED, reason, now)
+
+    def link_failed(self, peer: PeerId, reason: str, now: float) -> None:
+        """The link to `peer` failed (ICE, DTLS, SCTP, or a bad offer or answer).
+
+        Emits `PeerDisconnected` (``"connection failed"``) if it was open; a dial that
+        failed is retried with backoff.
+        """
+        self._link_ended(peer, REASON_CONNECTION_FAILED, reason, now)
+
+    # --- timer -------------------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        """Do what is due at `now`; harmless when called early or twice.
+
+        May time out dials and answers (`CloseLink`), close evicted links, forget
+        unconfirmed peers, switch the fallback, and run the optimiser (`CreateOffer`,
+        eviction `SendData`); the client may reconnect or ping.
+        """
+        client = self._client
+        if client is not None:
+            client.handle_timer(now)
+            self._pump(now)
+        for peer, link in list(self._links.items()):
+            if link.deadline is not None and now >= link.deadline:
+                self._counters.dial_timeouts += int(link.initiator)
+                self._dial_failed(peer, now, REASON_CONNECTION_TIMEOUT, backoff_s=None)
+        for peer, close_at in list(self._closing.items()):
+            if now >= close_at:
+                del self._closing[peer]
+                self._act(CloseLink(peer, _CLOSE_EVICTED))
+        if self._purge_at is not None and now >= self._purge_at:
+            self._purge_at = None
+            self._purge_unconfirmed()
+        self._fallback_timers(now)
+        if self._optimize_at is not None and now >= self._optimize_at:
+            self._optimize(now)
+        self._after_input(now)
+
+    # --- internals: signaling ----------------------------------------------------------------
+
+    def _start_client(self, network: str, now: float) -> None:
+        client = pc.SignalingClient(
+            self._config.client_config(self._urls, network),
+            rng=self._rng,
+            wall_offset_s=self._wall_offset_s,
+        )
+        self._client = client
+        client.connect(now)
+        self._pump(now)
+
+    def _switch_client(self, network: str, now: float) -> None:
+        """Leave the hub session and announce in `network` in a new one."""
+        old = self._client
+        if old is not None:
+            old.disconnect(now)
+            for action in old.drain_actions():
+                self._act(action)
+            old.drain_events()  # the replaced session's SignalingDisconnected
+        self._table.clear()
+        self._departed.clear()
+        self._purge_at = None
+        for peer in self._links:
+            self._table.add(peer, now, self._epoch, protect=self._links)
+        self._start_client(network, now)
+
+    def _pump(self, now: float) -> None:
+        """Move the client's actions to ours and act on its events, in order."""
+        client = self._client
+        if client is None:
+            return
+        for action in client.drain_actions():
+            self._act(action)
+        for event in client.drain_events():
+            if self._client is not client:
+                break  # a handler replaced the client; the old one's events are moot
+            self._on_client_event(event, now)
+            for action in client.drain_actions():
+                self._act(action)
+
+    def _on_client_event(self, event: pc.ClientEvent, now: float) -> None:
+        match event:
+            case pc.SignalingConnected(url=url):
+                self._epoch += 1
+                self._purge_at = now + self._config.rediscovery_grace_s
+                self._emit(StatusChanged("connected", message=f"connected to {url}"))
+                self._optimize_soon(now)
+            case pc.SignalingDisconnected(reason=reason):
+                self._purge_at = None
+                self._emit(StatusChanged("disconnected", message=reason))
+            case pc.PeerDiscovered(peer_id=peer, is_hub=is_hub):
+                if not is_hub:
+                    self._on_discovered(peer, now)
+            case pc.PeerLeft(peer_id=peer, reason=reason):
+                self._on_left(peer, reason, now)
+            case pc.OfferReceived(from_peer_id=peer, sdp=sdp):
+                self._on_offer(peer, sdp, now)
+            case pc.AnswerReceived(from_peer_id=peer, sdp=sdp):
+                link = self._links.get(peer)
+                if link is None or link.phase is not LinkPhase.DIALING or not link.offer_sent:
+                    self._counters.stale_reports += 1
+                    return
+                link.phase = LinkPhase.CONNECTING
+                self._act(AcceptAnswer(peer, sdp))
+            case pc.IceCandidateReceived():
+                self._on_remote_candidate(event)
+            case pc.ConnectionRejectedReceived(from_peer_id=peer, data=data):
+                link = self._links.get(peer)
+                if link is None or not link.initiator or link.phase is LinkPhase.OPEN:
+                    self._counters.stale_reports += 1
+                    return
+                why = data.get("reason")
+                self._emit(
+                    StatusChanged(
+                        "info",
+                        message=f"{peer[:8]}... refused our offer: {why}",
+                        peer_id=peer,
+                    )
+                )
+                failures = self._table.failures(peer) + 1
+                backoff = self._delay(
+                    failures, self._config.reject_backoff_s, self._config.reject_backoff_cap_s
+                )
+                self._dial_failed(peer, now, REASON_CONNECTION_FAILED, backoff_s=backoff)
+            case pc.ServerError(text=text):
+                self._emit(StatusChanged("warning", message=f"hub error: {text}"))
+            case pc.FrameRejected(field=field, reason=reason):
+                self._emit(FrameRejected(None, "signaling", field, reason))
+
+    def _on_discovered(self, peer: PeerId, now: float) -> None:
+        if self._fallback is FallbackState.PROBING:
+            self._leave_fallback(now)
+        self._departed.pop(peer, None)
+        if self._learn(peer, now):
+            self._emit(PeerDiscovered(peer))
+            if self._worth_optimizing(peer):
+                self._optimize_soon(now)
+
+    def _on_left(self, peer: PeerId, reason: str, now: float) -> None:
+        link = self._links.get(peer)
+        if reason == "goodbye":
+            if link is not None:
+                self._drop_link(peer, REASON_LEFT_NETWORK, now, close=True, retry=False)
+                self._emit(PeersUpdated())
+            self._forget(peer)
+        elif link is not None and link.phase is LinkPhase.OPEN:
+            # The hub lost its socket; a JS 1.0.6 peer keeps its links, so we keep ours.
+            self._departed[peer] = None
+            return
+        else:
+            if link is not None:
+                self._drop_link(peer, REASON_CONNECTION_FAILED, now, close=True, retry=False)
+                self._emit(PeersUpdated())
+            self._forget(peer)
+        self._optimize_soon(now)
+
+    def _on_remote_candidate(self, event: pc.IceCandidateReceived) -> None:
+        peer = event.from_peer_id
+        link = self._links.get(peer)
+        if link is None:
+            self._counters.stale_reports += 1
+            return
+        if link.candidates >= self._config.max_candidates_per_link:
+            self._counters.candidates_dropped += 1
+            return
+        link.candidates += 1
+        self._act(
+            AddRemoteCandidate(
+                peer,
+                event.candidate,
+                event.sdp_mid,
+                event.sdp_mline_index,
+                event.username_fragment,
+            )
+        )
+
+    def _on_offer(self, peer: PeerId, sdp: str, now: float) -> None:
+        if self._fallback is FallbackState.PROBING:
+            self._leave_fallback(now)
+        if peer in self._closing:
+            del self._closing[peer]
+            self._act(CloseLink(peer, _CLOSE_EVICTED))
+        link = self._links.get(peer)
+        if link is not None and link.phase is LinkPhase.OPEN:
+            self._counters.stale_reports += 1  # JS ignores an offer on an open link too
+            return
+        self._learn(peer, now)
+        if link is not None and not link.initiator:
+            # The dialler gave up and tries again: the new offer replaces our answer.
+            del self._links[peer]
+            self._act(CloseLink(peer, _CLOSE_REPLACED))
+        decision = decide_offer(self._me, peer, self._slots(), self._protected(), self._topology)
+        if isinstance(decision, Reject):
+            self._counters.offers_rejected += 1
+            client = self._client
+            if client is not None and client.state is pc.ClientState.OPEN:
+                client.send_connection_rejected(peer, {"reason": decision.reason}, now)
+            if decision.reason == REJECT_ROLE_CONFLICT:
+                # They want a link and cannot have one their way; we may dial them.
+                self._optimize_soon(now)
+            return
+        if isinstance(decision, Evict):
+            self._evict(decision.victim, DEFAULT_EVICTION_REASON, now)
+        self._counters.offers_accepted += 1
+        self._links[peer] = _Link(
+            peer,
+            initiator=False,
+            phase=LinkPhase.ANSWERING,
+            started_at=now,
+            deadline=now + self._config.connection_timeout_s,
+        )
+        self._act(AcceptOffer(peer, sdp))
+        self._emit(PeersUpdated())
+
+    # --- internals: links --------------------------------------------------------------------
+
+    def _dial(self, peer: PeerId, now: float) -> None:
+        if peer in self._closing:
+            del self._closing[peer]
+            self._act(CloseLink(peer, _CLOSE_EVICTED))
+        self._counters.dials_started += 1
+        self._links[peer] = _Link(
+            peer,
+            initiator=True,
+            phase=LinkPhase.DIALING,
+            started_at=now,
+            deadline=now + self._config.connection_timeout_s,
+        )
+        self._act(CreateOffer(peer))
+        self._emit(PeersUpdated())
+
+    def _dial_failed(
+        self, peer: PeerId, now: float, reason: str, *, backoff_s: float | None
+    ) -> None:
+        """Abandon a link that has not opened (or close an open one) and back off."""
+        link = self._links.get(peer)
+        if link is None:
+            return
+        self._drop_link(peer, reason, now, close=True, retry=True, backoff_s=backoff_s)
+        self._emit(PeersUpdated())
+        self._optimize_soon(now)
+
+    def _drop_link(
+        self,
+        peer: PeerId,
+        reason: str,
+        now: float,
+        *,
+        close: bool,
+        retry: bool,
+        detail: str | None = None,
+        backoff_s: float | None = None,
+    ) -> None:
+        """Forget the link to `peer`; `close` queues `CloseLink`; `retry` sets a backoff."""
+        link = self._links.pop(peer)
+        if close:
+            self._act(CloseLink(peer, reason))
+        if link.phase is LinkPhase.OPEN:
+            self._counters.links_closed += 1
+            self._emit(PeerDisconnected(peer, reason, detail))
+        elif link.initiator:
+            self._counters.dials_failed += 1
+        if retry and link.initiator:
+            if backoff_s is None:
+                failures = self._table.failures(peer) + 1
+                cfg = self._config
+                backoff_s = self._delay(failures, cfg.dial_backoff_base_s, cfg.dial_backoff_cap_s)
+            self._table.dial_failed(peer, now + backoff_s)
+        if peer in self._departed:
+            del self._departed[peer]
+            self._forget(peer)
+
+    def _link_ended(self, peer: PeerId, reason: str, detail: str, now: float) -> None:
+        if peer in self._closing:
+            del self._closing[peer]  # the evicted peer closed first: done
+            return
+        if peer not in self._links:
+            self._counters.stale_reports += 1
+            return
+        self._drop_link(peer, reason, now, close=False, retry=True, detail=detail)
+        self._emit(PeersUpdated())
+        self._optimize_soon(now)
+        self._after_input(now)
+
+    def _evict(self, peer: PeerId, reason: str, now: float) -> None:
+        """Evict `peer`: notice on the channel now, `CloseLink` after the linger."""
+        link = self._links.pop(peer)
+        self._table.hold_off(peer, now + self._config.evicted_backoff_s)
+        if link.phase is not LinkPhase.OPEN:
+            self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
+            return
+        self._counters.evictions_sent += 1
+        self._counters.links_closed += 1
+        self._act(SendData(peer, encode_eviction(EvictionNotice(reason, self._me))))
+        self._closing[peer] = now + self._config.eviction_linger_s
+        self._emit(PeerEvicted(peer, reason, initiated_by_peer=False))
+        self._emit(PeerDisconnected(peer, REASON_EVICTED_PREFIX + reason))
+        self._emit(PeersUpdated())
+
+    def _on_evicted(self, peer: PeerId, notice: EvictionNotice, now: float) -> None:
+        reason = notice.reason or DEFAULT_EVICTION_REASON
+        del self._links[peer]
+        self._counters.evictions_received += 1
+        self._counters.links_closed += 1
+        self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
+        self._table.hold_off(peer, now + self._config.evicted_backoff_s)
+        self._emit(PeerEvicted(peer, reason, initiated_by_peer=True))
+        self._emit(PeerDisconnected(peer, REASON_EVICTED_PREFIX + reason))
+        self._emit(PeersUpdated())
+        if peer in self._departed:
+            del self._departed[peer]
+            self._forget(peer)
+        self._optimize_soon(now)
+
+    def _bad_frame(self, link: _Link, err: DecodeError, now: float) -> None:
+        self._counters.data_frames_rejected += 1
+        link.bad_frames += 1
+        self._emit(FrameRejected(link.peer, "data", err.field, err.reason))
+        if link.bad_frames > self._config.max_bad_frames:
+            self._drop_link(link.peer, REASON_PROTOCOL_VIOLATION, now, close=True, retry=True)
+            self._emit(PeersUpdated())
+
+    # --- internals: gossip -------------------------------------------------------------------
+
+    def _on_gossip(self, via: PeerId, msg: GossipMessage, now: float) -> None:
+        if msg.network != self._network:
+            self._counters.gossip_dropped += 1
+            return
+        if msg.id in self._seen:  # dedup before any other check, as JS does
+            self._counters.gossip_duplicates += 1
+            return
+        ttl = msg.ttl
+        if (ttl is not None and ttl <= 0) or self._me in (msg.path or ()):
+            self._counters.gossip_dropped += 1
+            return
+        self._remember(msg.id, now)
+        if msg.subtype in _KEY_EXCHANGE_SUBTYPES:
+            # JS peers with crypto on send these when a channel opens; without crypto we
+            # neither answer nor show them (relaying comes with the gossip layer).
+            self._counters.data_frames_ignored += 1
+            return
+        hops: int | float = 0 if ttl is None else max(0, DEFAULT_GOSSIP_TTL - ttl)
+        if isinstance(hops, float) and hops.is_integer():
+            hops = int(hops)
+        if msg.subtype == "dm":
+            to = msg.to
+            if to is None or to.strip().lower() != self._me.lower():
+                self._counters.gossip_dropped += 1  # routing comes with the gossip layer
+                return
+            direct = True
+        elif msg.subtype == "chat":
+            # JS delivers only non-empty strings (data-plane 3.4 step 10).
+            if not isinstance(msg.content, str) or not msg.content.strip():
+                self._counters.gossip_dropped += 1
+                return
+            direct = False
+        else:
+            self._counters.data_frames_ignored += 1  # encrypted, media, ...: later layers
+            return
+        if _is_control_content(msg.content):
+            self._counters.gossip_dropped += 1
+            return
+        self._counters.messages_delivered += 1
+        self._emit(
+            MessageReceived(
+                from_peer=msg.from_peer,
+                content=msg.content,
+                timestamp=msg.timestamp,
+                message_id=msg.id,
+                hops=hops,
+                direct=direct,
+                encrypted=False,
+                via=via,
+            )
+        )
+
+    def _remember(self, msg_id: str, now: float) -> None:
+        seen = self._seen
+        if len(seen) >= self._config.max_seen_messages:
+            del seen[next(iter(seen))]  # at the bound: forget the oldest id
+        seen[msg_id] = now + self._config.seen_ttl_s
+
+    def _expire_seen(self, now: float) -> None:
+        seen = self._seen
+        for msg_id, expiry in list(seen.items()):
+            if expiry > now:
+                break
+            del seen[msg_id]
+
+    # --- internals: topology -----------------------------------------------------------------
+
+    def _slots(self) -> dict[PeerId, LinkSlot]:
+        return {p: LinkSlot(p, link.phase, link.started_at) for p, link in self._links.items()}
+
+    def _protected(self) -> tuple[PeerId, ...]:
+        return self._table.ring_neighbours() if self._topology.ring_enabled else ()
+
+    def _learn(self, peer: PeerId, now: float) -> bool:
+        before = self._table.forgotten_at_bound
+        added = self._table.add(peer, now, self._epoch, protect=self._links)
+        self._counters.known_forgotten += self._table.forgotten_at_bound - before
+        return added
+
+    def _forget(self, peer: PeerId) -> None:
+        self._table.remove(peer)
+        self._departed.pop(peer, None)
+
+    def _worth_optimizing(self, peer: PeerId) -> bool:
+        """Whether a newly known peer may change the plan (cheap; the timer covers the rest)."""
+        count = len(self._links)
+        if count < self._config.min_peers:
+            return True
+        if peer in self._protected():
+            return True
+        return count < fill_target(self._topology) and is_initiator(self._me, peer)
+
+    def _optimize_soon(self, now: float) -> None:
+        if self._client is None:
+            return
+        at = now + self._config.optimize_delay_s
+        if self._optimize_at is None or at < self._optimize_at:
+            self._optimize_at = at
+
+    def _optimize(self, now: float) -> None:
+        cfg = self._config
+        self._optimize_at = now + cfg.optimize_interval_s * (0.75 + 0.5 * self._rng.random())
+        self._expire_seen(now)
+        client = self._client
+        if client is None or client.state is not pc.ClientState.OPEN:
+            return
+        if self._fallback is FallbackState.PROBING:
+            return  # our offers would not reach the global peers
+        protected = self._protected()
+        for _ in range(len(self._links) - cfg.max_peers):
+            victim = choose_victim(self._me, self._slots(), protected, xor_routing=cfg.xor_routing)
+            if victim is None:
+                break
+            self._drop_link(victim, REASON_OVER_MAX_PEERS, now, close=True, retry=False)
+            self._emit(PeersUpdated())
+        plan = plan_dials(self._me, self._table, self._slots(), self._topology, now)
+        for victim in plan.evictions:
+            self._evict(victim, DEFAULT_EVICTION_REASON, now)
+        for peer in plan.dials:
+            self._dial(peer, now)
+
+    def _purge_unconfirmed(self) -> None:
+        for peer in self._table.unconfirmed(self._epoch):
+            if peer not in self._links and peer not in self._closing:
+                self._table.remove(peer)
+                self._counters.known_forgotten += 1
+
+    def _delay(self, n: int, base: float, cap: float) -> float:
+        delay = min(base * 2.0 ** min(n - 1, 64), cap)
+        return delay * (1.0 - self._config.dial_jitter * self._rng.random())
+
+    # --- internals: global fallback ----------------------------------------------------------
+
+    def _fallback_timers(self, now: float) -> None:
+        cfg = self._config
+        if self._alone_since is not None and now >= self._alone_since + cfg.fallback_after_s:
+            self._alone_since = None
+            self._fallback = FallbackState.FALLBACK
+            self._network = GLOBAL_NETWORK
+            self._counters.fallback_switches += 1
+            self._probe_at = now + cfg.fallback_probe_interval_s
+            self._emit(
+                StatusChanged(
+                    "network",
+                    message=f"no peers in {cfg.network_name!r}: using the global network",
+                    network_name=GLOBAL_NETWORK,
+                )
+            )
+            self._switch_client(GLOBAL_NETWORK, now)
+        elif self._probe_at is not None and now >= self._probe_at:
+            self._probe_at = None
+            self._fallback = FallbackState.PROBING
+            self._probe_until = now + cfg.fallback_probe_window_s
+            self._switch_client(cfg.network_name, now)
+        elif self._probe_until is not None and now >= self._probe_until:
+            self._probe_until = None
+            self._fallback = FallbackState.FALLBACK
+            self._probe_at = now + cfg.fallback_probe_interval_s
+            self._switch_client(GLOBAL_NETWORK, now)
+
+    def _leave_fallback(self, now: float) -> None:
+        """Peers showed up in the configured namespace: stay there, drop the global links."""
+        cfg = self._config
+        self._fallback = FallbackState.NORMAL
+        self._network = cfg.network_name
+        self._probe_at = self._probe_until = None
+        self._counters.fallback_switches += 1
+        for peer in list(self._closing):
+            self._act(CloseLink(peer, REASON_NETWORK_CHANGED))
+        self._closing.clear()
+        had_links = bool(self._links)
+        for peer in list(self._links):
+            self._drop_link(peer, REASON_NETWORK_CHANGED, now, close=True, retry=False)
+            self._forget(peer)
+        if had_links:
+            self._emit(PeersUpdated())
+        self._emit(
+            StatusChanged(
+                "network",
+                message=f"peers found in {cfg.network_name!r}: leaving the global fallback",
+                network_name=cfg.network_name,
+            )
+        )
+
+    def _update_alone(self, now: float) -> None:
+        cfg = self._config
+        alone = (
+            cfg.allow_global_fallback
+            and cfg.network_name != GLOBAL_NETWORK
+            and self._fallback is FallbackState.NORMAL
+            and self.signaling_state is pc.ClientState.OPEN
+            and not self._table
+            and not self._links
+            and not self._closing
+        )
+        if not alone:
+            self._alone_since = None
+        elif self._alone_since is None:
+            self._alone_since = now
+
+    # --- internals: misc ---------------------------------------------------------------------
+
+    def _after_input(self, now: float) -> None:
+        self._pump(now)
+        self._update_alone(now)
+
+    def _wall_ms(self, now: float) -> int:
+        return int((now + self._wall_offset_s) * 1000)
+
+
+def _is_control_content(content: JsonValue) -> bool:
+    """Whether a message content is one of the JS internal control objects (filtered)."""
+    obj: JsonObject | None = None
+    if isinstance(content, dict):
+        obj = content
+    elif isinstance(content, str) and content.startswith("{"):
+        try:
+            obj = decode_json_object(content)
+        except DecodeError:
+            obj = None
+    return obj is not None and obj.get("type") in _CONTROL_CONTENT_TYPES
