@@ -8,8 +8,8 @@ timeouts are the machine's.
 
 from __future__ import annotations
 
-import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -17,15 +17,8 @@ from typing import Self
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from peerpigeon.io.websocket import (
-    LinkClosed,
-    PongReceived,
-    TextOrBinary,
-    WebSocketLink,
-    open_websocket,
-)
+from peerpigeon.io.driver import DeadlineTimer, EventQueue, SignalingSocket
 from peerpigeon.protocol.client import (
     ClientConfig,
     ClientEvent,
@@ -37,21 +30,39 @@ from peerpigeon.protocol.client import (
 from peerpigeon.protocol.ids import PeerId, generate_peer_id
 from peerpigeon.protocol.rand import Rng
 
-__all__ = ["SignalingSession"]
-
-log = logging.getLogger("peerpigeon.client")
+__all__ = ["SignalingSession", "SystemEntropy", "new_peer_id"]
 
 
-class _Entropy:
+class SystemEntropy:
+    """`Entropy` from the operating system's CSPRNG."""
+
     def token_bytes(self, n: int, /) -> bytes:
-        import secrets
-
+        """Return n random bytes."""
         return secrets.token_bytes(n)
 
 
 def new_peer_id() -> PeerId:
     """A fresh random lowercase peer ID."""
-    return generate_peer_id(_Entropy())
+    return generate_peer_id(SystemEntropy())
+
+
+class _ClientFacts:
+    """Presents a `SignalingClient` as `SignalingFacts` (its frame input has another name)."""
+
+    def __init__(self, machine: SignalingClient) -> None:
+        self._m = machine
+
+    def socket_opened(self, now: float) -> None:
+        self._m.socket_opened(now)
+
+    def socket_frame(self, data: str | bytes, now: float) -> None:
+        self._m.receive_frame(data, now)
+
+    def socket_closed(self, now: float, *, code: int, reason: str) -> None:
+        self._m.socket_closed(now, code=code, reason=reason)
+
+    def socket_failed(self, now: float, reason: str) -> None:
+        self._m.socket_failed(now, reason)
 
 
 class SignalingSession:
@@ -83,17 +94,10 @@ class SignalingSession:
         self.config = config
         self._rng = rng or random.Random()
         self._machine: SignalingClient | None = None
-        send, receive = anyio.create_memory_object_stream[ClientEvent](max_queued_events)
-        self._events_in: MemoryObjectSendStream[ClientEvent] = send
-        self._events_out: MemoryObjectReceiveStream[ClientEvent] = receive
-        self._on_event = on_event
-        self.dropped_events = 0
+        self._events: EventQueue[ClientEvent] = EventQueue(max_queued_events, on_event)
         self._tg: TaskGroup | None = None
-        self._link: WebSocketLink | None = None
-        self._socket_scope: anyio.CancelScope | None = None
-        self._generation = 0
-        self._wake = anyio.Event()
-        self._timer_deadline: float | None = None
+        self._socket: SignalingSocket | None = None
+        self._timer: DeadlineTimer | None = None
 
     @property
     def machine(self) -> SignalingClient:
@@ -107,16 +111,26 @@ class SignalingSession:
         """This client's peer ID."""
         return self.config.peer_id
 
+    @property
+    def dropped_events(self) -> int:
+        """Events dropped because nobody read them (the queue is bounded)."""
+        return self._events.dropped
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         now = anyio.current_time()
-        self._machine = SignalingClient(self.config, rng=self._rng, wall_offset_s=time.time() - now)
+        machine = SignalingClient(self.config, rng=self._rng, wall_offset_s=time.time() - now)
+        self._machine = machine
+        self._socket = SignalingSocket(
+            _ClientFacts(machine), self._perform, max_frame_bytes=self.config.max_frame_bytes
+        )
+        self._timer = DeadlineTimer(machine.next_deadline, self._on_due)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        tg.start_soon(self._timer_loop)
-        self.machine.connect(anyio.current_time())
+        tg.start_soon(self._timer.run)
+        machine.connect(now)
         self._perform()
         return self
 
@@ -128,22 +142,18 @@ class SignalingSession:
         if tg is not None:
             tg.cancel_scope.cancel()
             await tg.__aexit__(et, e, tb)
-        self._events_in.close()
-        self._events_out.close()
+        self._events.close()
 
     async def disconnect(self) -> None:
         """Say goodbye and close for good (no reconnect); waits briefly for the close."""
         self.machine.disconnect(anyio.current_time())
         self._perform()
-        link = self._link
-        if link is not None:
-            with anyio.move_on_after(2.0):
-                while self._link is link:
-                    await anyio.sleep(0.01)
+        if self._socket is not None:
+            await self._socket.wait_closed(2.0)
 
     def events(self) -> AsyncIterator[ClientEvent]:
-        """The machine's events, in order (a bounded queue: the oldest overflow is dropped)."""
-        return self._events_out.__aiter__()
+        """The machine's events, in order (a bounded queue: overflow is dropped, counted)."""
+        return self._events.__aiter__()
 
     async def wait_for(
         self, kind: type[ClientEvent] | tuple[type[ClientEvent], ...], timeout: float = 10.0
@@ -188,97 +198,23 @@ class SignalingSession:
 
     # --- driving the machine -----------------------------------------------------------------
 
+    def _on_due(self, now: float) -> None:
+        self.machine.handle_timer(now)
+        self._perform()
+
     def _perform(self) -> None:
+        socket = self._socket
+        assert socket is not None  # set in __aenter__, before any input
         for action in self.machine.drain_actions():
             match action:
                 case OpenSocket(url=url):
-                    self._generation += 1
                     if self._tg is not None:
-                        self._tg.start_soon(self._run_socket, url, self._generation)
+                        socket.open(self._tg, url)
                 case SendText(text=text):
-                    link = self._link
-                    if link is not None and link.is_open and not link.send_text(text):
-                        log.warning("signaling send queue full; frame dropped")
+                    socket.send(text)
                 case CloseSocket(code=code, reason=reason):
-                    self._generation += 1  # the machine wants no more reports of it
-                    closing, self._link = self._link, None
-                    if closing is not None:
-                        closing.close(code, reason)
-                    elif self._socket_scope is not None:
-                        self._socket_scope.cancel()
+                    socket.close(code, reason)
         for event in self.machine.drain_events():
-            if self._on_event is not None:
-                self._on_event(event)
-            try:
-                self._events_in.send_nowait(event)
-            except anyio.WouldBlock:
-                self.dropped_events += 1
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                pass
-        if self.machine.next_deadline() != self._timer_deadline:
-            self._wake.set()
-
-    async def _timer_loop(self) -> None:
-        while True:
-            deadline = self.machine.next_deadline()
-            self._timer_deadline = deadline
-            with anyio.CancelScope(deadline=float("inf") if deadline is None else deadline):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            now = anyio.current_time()
-            if deadline is not None and now >= deadline:
-                self.machine.handle_timer(now)
-                self._perform()
-
-    async def _run_socket(self, url: str, generation: int) -> None:
-        def current() -> bool:
-            return generation == self._generation
-
-        with anyio.CancelScope() as scope:
-            self._socket_scope = scope
-            try:
-                stream, protocol, early = await open_websocket(url, self.config.max_frame_bytes)
-            except Exception as err:  # any failure to open is a fact for the machine
-                if current():
-                    self.machine.socket_failed(anyio.current_time(), f"{type(err).__name__}: {err}")
-                    self._perform()
-                return
-        if not current():
-            await stream.aclose()
-            return
-        if scope.cancelled_caught:
-            return
-        link = WebSocketLink(stream, protocol, max_queue=1024, close_timeout_s=5.0)
-        self._link = link
-        self.machine.socket_opened(anyio.current_time())
-        for item in link.take_frames(early):
-            if isinstance(item, TextOrBinary):
-                self.machine.receive_frame(item.data, anyio.current_time())
-        self._perform()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(link.run_writer)
-                while True:
-                    item = await link.receive()
-                    now = anyio.current_time()
-                    if not current():
-                        if isinstance(item, LinkClosed):
-                            break
-                        continue  # closing at the machine's request: drain quietly
-                    match item:
-                        case TextOrBinary(data=data):
-                            self.machine.receive_frame(data, now)
-                        case PongReceived():
-                            pass
-                        case LinkClosed(code=code, reason=reason):
-                            if self._link is link:
-                                self._link = None
-                            self.machine.socket_closed(now, code=code, reason=reason)
-                            self._perform()
-                            break
-                    self._perform()
-                link.abort()
-        finally:
-            link.aclose_nowait()
-            if self._link is link:
-                self._link = None
+            self._events.put(event)
+        if self._timer is not None:
+            self._timer.poke()

@@ -14,7 +14,6 @@ import errno
 import logging
 import os
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -27,6 +26,7 @@ from anyio.streams.stapled import MultiListener
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from peerpigeon.io.client import SystemEntropy
 from peerpigeon.io.websocket import (
     Incoming,
     LinkClosed,
@@ -52,14 +52,6 @@ __all__ = ["PeerPigeonServer", "SystemEntropy"]
 log = logging.getLogger("peerpigeon.hub")
 
 MAX_REQUEST_HEAD_BYTES = 16_384
-
-
-class SystemEntropy:
-    """`Entropy` from the operating system's CSPRNG."""
-
-    def token_bytes(self, n: int, /) -> bytes:
-        """Return n random bytes."""
-        return secrets.token_bytes(n)
 
 
 def _rss_bytes() -> int | None:
