@@ -91,4 +91,7 @@ def test_demo_runs_and_exits_zero(peers: int) -> None:
         timeout=90,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "mesh formed" in proc.stdout
+    assert "direct messages delivered" in proc.stdout
+    assert "re-balanced" in proc.stdout
     assert "demo finished" in proc.stdout
