@@ -66,7 +66,7 @@ def test_environment_variables_apply_when_no_flag_is_given() -> None:
 
 
 def test_flags_win_over_environment() -> None:
-    with hub_process("--port", "0", env={"PORT": "1"}) as (proc, port):
+    with hub_process("--port", "0", env={"PORT": "1"}) as (_proc, port):
         assert port != 1
         assert health(port)["isHub"] is False
 
