@@ -101,7 +101,7 @@ class Coalescer:
 
     def _due(self, now: float) -> bool:
         last = self._last_sync_at
-        if last is None or now - last >= self.interval_s or now < last:
+        if last is None or now >= last + self.interval_s or now < last:
             # ``now < last``: the clock went backwards (a new time base): don't stall.
             self._synced(now)
             return True
