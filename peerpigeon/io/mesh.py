@@ -368,8 +368,8 @@ class PeerPigeonMesh:
             self._perform()
 
     def _link_event(self, worker: _Worker, event: LinkEvent) -> None:
-        if self._workers.get(worker.peer) is not worker or self._machine is None:
-            return  # a replaced or finished link
+        if self._workers.get(worker.peer) is not worker or worker.closed or self._machine is None:
+            return  # a replaced link, or one the machine closed: report nothing more of it
         now = anyio.current_time()
         peer = worker.peer
         match event:
@@ -384,13 +384,9 @@ class PeerPigeonMesh:
                     peer, c.candidate, c.sdp_mid, c.sdp_mline_index, c.username_fragment, now
                 )
             case Closed(reason=reason):
-                if worker.closed:
-                    return
                 worker.closed = True
                 self.machine.link_closed(peer, reason, now)
             case Failed(reason=reason):
-                if worker.closed:
-                    return
                 worker.closed = True
                 self.machine.link_failed(peer, reason, now)
             case _:
@@ -430,11 +426,15 @@ class PeerPigeonMesh:
             case CreateOffer():
                 worker.link = self._new_link(worker)
                 sdp = await worker.link.create_offer()
+                if not self._current(worker):
+                    return True  # closed while the offer was made: report nothing
                 self.machine.link_offer_created(peer, sdp, anyio.current_time())
             case AcceptOffer(sdp=sdp):
                 if worker.link is None:
                     worker.link = self._new_link(worker)
                 answer = await worker.link.accept_offer(sdp)
+                if not self._current(worker):
+                    return True
                 self.machine.link_answer_created(peer, answer, anyio.current_time())
             case AcceptAnswer(sdp=sdp):
                 if worker.link is not None:
@@ -462,6 +462,9 @@ class PeerPigeonMesh:
                 raise UsageError("action", f"not a link action: {type(action).__name__}")
         self._perform()
         return False
+
+    def _current(self, worker: _Worker) -> bool:
+        return self._workers.get(worker.peer) is worker and not worker.closed
 
     def _new_link(self, worker: _Worker) -> PeerLink:
         return self._link_factory(lambda event: self._link_event(worker, event))

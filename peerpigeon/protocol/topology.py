@@ -13,10 +13,13 @@ The rules, and where they differ from the reference:
   mutually closest peers fill up and cut themselves off, and leaves the smallest IDs with
   nobody who wants to dial them (weakness 20). Here every peer also keeps its two *ring
   neighbours*: its predecessor and successor among the known peers ordered by numeric ID,
-  wrapping around. Ring adjacency is symmetric, every ring edge has a larger end that dials
-  it (the wrap edge too: the largest ID dials the smallest), and the ring is connected, so
-  with max_peers >= 2 no peer is left out and the mesh is one component, all within the
-  initiator rule and with no new wire messages. Ring links are *protected*: never evicted,
+  wrapping around. Once peers know the same peers (the hub's all-to-all discovery), ring
+  adjacency is symmetric, every ring edge has a larger end that dials it (the wrap edge
+  too: the largest ID dials the smallest), and the ring is connected, so with
+  max_peers >= 2 no peer is left out and the mesh is one component, all within the
+  initiator rule and with no new wire messages. (A hub that announces only the k closest
+  peers, ``discovery_k``, gives partial views; the ring then degrades gracefully but is
+  no longer guaranteed to be one cycle.) Ring links are *protected*: never evicted,
   and a peer that is full makes room for a ring link by evicting an unprotected one (on
   the dialling side too, where the reference never evicts).
 * **The other slots** go to the XOR-closest candidates we may dial (``xor_routing``) or to

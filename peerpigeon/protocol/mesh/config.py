@@ -138,6 +138,7 @@ class MeshConfig:
             "reject_backoff_s",
             "reject_backoff_cap_s",
             "optimize_interval_s",
+            "optimize_delay_s",
             "seen_ttl_s",
             "fallback_after_s",
             "fallback_probe_interval_s",
@@ -146,7 +147,6 @@ class MeshConfig:
             _positive(getattr(self, name), name)
         for name in (
             "evicted_backoff_s",
-            "optimize_delay_s",
             "eviction_linger_s",
             "rediscovery_grace_s",
         ):

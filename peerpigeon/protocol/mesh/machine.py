@@ -1,12 +1,12 @@
 """The `Mesh` machine: signaling client + topology + data-channel control, one input API.
 
 Reference: reference/signaling-and-topology.md sections 6-7 and data-plane.md sections 1,
-3, 4.1, 9.5 and 12. The topology rules are in `peerpigeon.protocol.topology`.
+3, 4.1, 9.5 and 12. Behaviour and the I/O contract: the package docstring; the topology
+rules: `peerpigeon.protocol.topology`.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Final
@@ -31,7 +31,6 @@ from peerpigeon.protocol.topology import (
     REJECT_ROLE_CONFLICT,
     Evict,
     LinkPhase,
-    LinkSlot,
     PeerTable,
     Reject,
     choose_victim,
@@ -39,7 +38,7 @@ from peerpigeon.protocol.topology import (
     fill_target,
     plan_dials,
 )
-from peerpigeon.protocol.wire import GLOBAL_NETWORK, JsonObject, JsonValue, decode_json_object
+from peerpigeon.protocol.wire import GLOBAL_NETWORK, JsonValue
 
 from .config import MeshConfig
 from .events import (
@@ -63,7 +62,6 @@ from .events import (
     MeshEvent,
     MeshStats,
     MeshStatus,
-    MessageReceived,
     PeerConnected,
     PeerDisconnected,
     PeerDiscovered,
@@ -73,50 +71,14 @@ from .events import (
     SendData,
     StatusChanged,
 )
+from .fallback import FallbackClock, FallbackState
+from .inbox import Delivery, Inbox
+from .links import Link, LinkTable
 
 __all__ = ["FallbackState", "Mesh"]
 
-# DM contents a JS peer handles internally and never shows the application (data-plane
-# 3.6.4); we act on none of them (they let anyone inject signaling, W-CTL-2) and drop them.
-_CONTROL_CONTENT_TYPES: Final = frozenset(
-    {
-        "signaling-relay",
-        "peer-announce-relay",
-        "bootstrap-keepalive",
-        "client-peer-announcement",
-        "cross-bootstrap-signaling",
-    }
-)
 _CLOSE_EVICTED: Final = "evicted"
 _CLOSE_REPLACED: Final = "replaced by a new offer"
-_KEY_EXCHANGE_SUBTYPES: Final = frozenset({"key_exchange", "key_exchange_response"})
-_PHASE_STATUS: Final = {
-    LinkPhase.DIALING: "connecting",
-    LinkPhase.ANSWERING: "connecting",
-    LinkPhase.CONNECTING: "channel-connecting",
-    LinkPhase.OPEN: "connected",
-}
-
-
-class FallbackState(enum.Enum):
-    """Where the global fallback is (see `Mesh`)."""
-
-    NORMAL = "normal"  # in the configured namespace
-    FALLBACK = "fallback"  # in "global" because the configured namespace was empty
-    PROBING = "probing"  # in fallback, announced in the configured namespace to look for peers
-
-
-@dataclass(slots=True)
-class _Link:
-    peer: PeerId
-    initiator: bool
-    phase: LinkPhase
-    started_at: float
-    deadline: float | None  # the connection timeout; None once open
-    offer_sent: bool = False
-    candidates: int = 0
-    max_message_size: int = 0
-    bad_frames: int = 0
 
 
 @dataclass(slots=True)
@@ -158,41 +120,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     Outputs: `MeshAction`s (`drain_actions`) and `MeshEvent`s (`drain_events`).
 
-    Contract with the I/O layer (the adapter and the simulator obey it):
-
-    * Perform actions in order. Socket actions are the signaling client's (one socket at a
-      time; after `CloseSocket` report nothing more about that socket).
-    * `CreateOffer` / `AcceptOffer` each create a *fresh* link for that peer; the machine
-      never asks for one while a link to that peer is live, it sends `CloseLink` first.
-    * After `CloseLink` the adapter closes the link and reports nothing more about it, not
-      even its ``Closed`` event. Links that end on their own are reported once
-      (`link_closed` / `link_failed`) and the machine sends no `CloseLink` for them.
-    * Facts about a peer with no link here are counted as stale and ignored.
-
-    Behaviour, beyond `topology`:
-
-    * Offers are answered only per the initiator rule; a wrong-way or unwelcome offer gets
-      ``connection-rejected`` (``initiator_role_conflict`` / ``max_peers_reached``), which
-      our hub routes and the JS hub answers with an ``error`` (harmless).
-    * Eviction: the notice goes out on the data channel at once and the link is closed
-      ``eviction_linger_s`` later (or as soon as the victim closes it), so the notice is
-      not lost to the close (reference weakness 23). Receiving a notice closes the link at
-      once. Both sides emit `PeerEvicted` and `PeerDisconnected` (``"evicted: <reason>"``);
-      JS emits only one of them on each side.
-    * Gossip, in this issue: direct messages (subtype ``dm``) addressed to us and ``chat``
-      broadcasts from neighbours are delivered; ``key_exchange`` / ``key_exchange_response``
-      (sent by JS peers with crypto on when a channel opens) and other subtypes are dropped
-      after dedup, never shown to the application; nothing is relayed yet.
-    * Global fallback (``allow_global_fallback``, namespace not ``"global"``): when the hub
-      session is open and we have known no peer and had no link for
-      ``fallback_after_s``, re-announce in ``"global"`` (a new signaling session; the
-      status's ``network_name`` becomes ``"global"``, ``is_in_fallback_mode`` true). Every
-      ``fallback_probe_interval_s`` we re-announce in the original namespace for up to
-      ``fallback_probe_window_s`` (global links stay up; no new dials): if a peer is
-      discovered there, or offers to us, we leave fallback, close the global links
-      (``"network changed"``) and stay; otherwise we go back to ``"global"``.
-    * Known peers survive hub reconnections; after each (re)connection those the hub does
-      not re-announce within ``rediscovery_grace_s`` are forgotten unless linked.
+    The contract with the I/O layer and the behaviour are in the package docstring
+    (`peerpigeon.protocol.mesh`).
     """
 
     def __init__(
@@ -216,18 +145,16 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._client: pc.SignalingClient | None = None
         self._urls: tuple[str, ...] = ()
         self._table = PeerTable(self._me, max_known=config.max_known_peers)
-        self._links: dict[PeerId, _Link] = {}
-        self._closing: dict[PeerId, float] = {}  # evicted: peer -> close_at
+        self._links = LinkTable()
         self._departed: dict[PeerId, None] = {}  # linked peers the hub says are gone
-        self._seen: dict[str, float] = {}  # gossip id -> expiry, oldest first
+        self._inbox = Inbox(
+            self._me, max_seen=config.max_seen_messages, seen_ttl_s=config.seen_ttl_s
+        )
         self._epoch = 0  # signaling sessions so far
         self._optimize_at: float | None = None
         self._purge_at: float | None = None
         self._network = config.network_name  # the namespace our links belong to
-        self._fallback = FallbackState.NORMAL
-        self._alone_since: float | None = None
-        self._probe_at: float | None = None
-        self._probe_until: float | None = None
+        self._fallback = FallbackClock(config)
         self._counters = _Counters()
         self._emit(StatusChanged("initialized", peer_id=self._me))
 
@@ -251,7 +178,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     @property
     def fallback_state(self) -> FallbackState:
         """Where the global fallback is."""
-        return self._fallback
+        return self._fallback.state
 
     @property
     def signaling_state(self) -> pc.ClientState:
@@ -260,7 +187,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def connected_peers(self) -> tuple[PeerId, ...]:
         """Peers with an open data channel, oldest link first."""
-        return tuple(p for p, link in self._links.items() if link.phase is LinkPhase.OPEN)
+        return self._links.open_peers()
 
     def link_count(self) -> int:
         """Links that take a slot (open, dialling, answering)."""
@@ -289,10 +216,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def peers(self) -> tuple[PeerInfo, ...]:
         """Every link that takes a slot, oldest first."""
-        return tuple(
-            PeerInfo(p, _PHASE_STATUS[link.phase], link.initiator, link.started_at)
-            for p, link in self._links.items()
-        )
+        return self._links.infos()
 
     def status(self) -> MeshStatus:
         """A snapshot like JS ``getStatus()``."""
@@ -304,7 +228,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             signaling_url=None if client is None else client.url,
             network_name=self._network,
             original_network_name=cfg.network_name,
-            is_in_fallback_mode=self._fallback is not FallbackState.NORMAL,
+            is_in_fallback_mode=self._fallback.state is not FallbackState.NORMAL,
             allow_global_fallback=cfg.allow_global_fallback,
             connected_count=len(self.connected_peers()),
             total_peer_count=len(self._links),
@@ -323,19 +247,18 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` is next due, or ``None``; a pure query."""
-        due: list[float] = []
-        if self._client is not None:
-            client_due = self._client.next_deadline()
-            if client_due is not None:
-                due.append(client_due)
-        for at in (self._optimize_at, self._purge_at, self._probe_at, self._probe_until):
-            if at is not None:
-                due.append(at)
-        if self._alone_since is not None:
-            due.append(self._alone_since + self._config.fallback_after_s)
-        due.extend(link.deadline for link in self._links.values() if link.deadline is not None)
-        due.extend(self._closing.values())
-        return min(due, default=None)
+        client = self._client
+        best: float | None = None
+        for at in (
+            None if client is None else client.next_deadline(),
+            self._optimize_at,
+            self._purge_at,
+            self._fallback.deadline(),
+            self._links.deadline(),
+        ):
+            if at is not None and (best is None or at < best):
+                best = at
+        return best
 
     # --- application calls -------------------------------------------------------------------
 
@@ -362,10 +285,9 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         `PeersUpdated` and `StatusChanged` (disconnected). Known peers are forgotten and
         the fallback is reset to the configured namespace.
         """
-        had_links = bool(self._links or self._closing)
-        for peer in list(self._closing):
+        had_links = bool(self._links)
+        for peer in self._links.drain_lingering():
             self._act(CloseLink(peer, REASON_MESH_DISCONNECTED))
-        self._closing.clear()
         for peer in list(self._links):
             self._drop_link(peer, REASON_MESH_DISCONNECTED, now, close=True, retry=False)
         client = self._client
@@ -374,9 +296,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._pump(now)
         self._table.clear()
         self._departed.clear()
-        self._optimize_at = self._purge_at = self._probe_at = self._probe_until = None
-        self._alone_since = None
-        self._fallback = FallbackState.NORMAL
+        self._optimize_at = self._purge_at = None
+        self._fallback.reset()
         self._network = self._config.network_name
         if had_links:
             self._emit(PeersUpdated())
@@ -430,7 +351,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         limit = link.max_message_size
         if limit and size > limit:
             raise UsageError("content", f"{size} bytes exceeds the channel's limit of {limit}")
-        self._remember(msg_id, now)
+        self._inbox.remember(msg_id, now)
         self._counters.messages_sent += 1
         self._act(SendData(peer, text))
         return msg_id
@@ -603,20 +524,19 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         if client is not None:
             client.handle_timer(now)
             self._pump(now)
-        for peer, link in list(self._links.items()):
-            if link.deadline is not None and now >= link.deadline:
-                self._counters.dial_timeouts += int(link.initiator)
-                self._dial_failed(peer, now, REASON_CONNECTION_TIMEOUT, backoff_s=None)
-        for peer, close_at in list(self._closing.items()):
-            if now >= close_at:
-                del self._closing[peer]
-                self._act(CloseLink(peer, _CLOSE_EVICTED))
+        for peer in self._links.timed_out(now):
+            link = self._links.get(peer)
+            self._counters.dial_timeouts += int(link is not None and link.initiator)
+            self._dial_failed(peer, now, REASON_CONNECTION_TIMEOUT, backoff_s=None)
         if self._purge_at is not None and now >= self._purge_at:
             self._purge_at = None
             self._purge_unconfirmed()
         self._fallback_timers(now)
         if self._optimize_at is not None and now >= self._optimize_at:
             self._optimize(now)
+        # Last: the optimiser may just have evicted (with eviction_linger_s = 0, due now).
+        for peer in self._links.lingers_due(now):
+            self._act(CloseLink(peer, _CLOSE_EVICTED))
         self._after_input(now)
 
     # --- internals: signaling ----------------------------------------------------------------
@@ -710,7 +630,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                 self._emit(FrameRejected(None, "signaling", field, reason))
 
     def _on_discovered(self, peer: PeerId, now: float) -> None:
-        if self._fallback is FallbackState.PROBING:
+        if self._fallback.state is FallbackState.PROBING:
             self._leave_fallback(now)
         self._departed.pop(peer, None)
         if self._learn(peer, now):
@@ -757,10 +677,9 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         )
 
     def _on_offer(self, peer: PeerId, sdp: str, now: float) -> None:
-        if self._fallback is FallbackState.PROBING:
+        if self._fallback.state is FallbackState.PROBING:
             self._leave_fallback(now)
-        if peer in self._closing:
-            del self._closing[peer]
+        if self._links.stop_lingering(peer):
             self._act(CloseLink(peer, _CLOSE_EVICTED))
         link = self._links.get(peer)
         if link is not None and link.phase is LinkPhase.OPEN:
@@ -769,9 +688,11 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._learn(peer, now)
         if link is not None and not link.initiator:
             # The dialler gave up and tries again: the new offer replaces our answer.
-            del self._links[peer]
+            self._links.pop(peer)
             self._act(CloseLink(peer, _CLOSE_REPLACED))
-        decision = decide_offer(self._me, peer, self._slots(), self._protected(), self._topology)
+        decision = decide_offer(
+            self._me, peer, self._links.slots(), self._protected(), self._topology
+        )
         if isinstance(decision, Reject):
             self._counters.offers_rejected += 1
             client = self._client
@@ -784,12 +705,14 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         if isinstance(decision, Evict):
             self._evict(decision.victim, DEFAULT_EVICTION_REASON, now)
         self._counters.offers_accepted += 1
-        self._links[peer] = _Link(
-            peer,
-            initiator=False,
-            phase=LinkPhase.ANSWERING,
-            started_at=now,
-            deadline=now + self._config.connection_timeout_s,
+        self._links.add(
+            Link(
+                peer,
+                initiator=False,
+                phase=LinkPhase.ANSWERING,
+                started_at=now,
+                deadline=now + self._config.connection_timeout_s,
+            )
         )
         self._act(AcceptOffer(peer, sdp))
         self._emit(PeersUpdated())
@@ -797,16 +720,17 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     # --- internals: links --------------------------------------------------------------------
 
     def _dial(self, peer: PeerId, now: float) -> None:
-        if peer in self._closing:
-            del self._closing[peer]
+        if self._links.stop_lingering(peer):
             self._act(CloseLink(peer, _CLOSE_EVICTED))
         self._counters.dials_started += 1
-        self._links[peer] = _Link(
-            peer,
-            initiator=True,
-            phase=LinkPhase.DIALING,
-            started_at=now,
-            deadline=now + self._config.connection_timeout_s,
+        self._links.add(
+            Link(
+                peer,
+                initiator=True,
+                phase=LinkPhase.DIALING,
+                started_at=now,
+                deadline=now + self._config.connection_timeout_s,
+            )
         )
         self._act(CreateOffer(peer))
         self._emit(PeersUpdated())
@@ -853,9 +777,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._forget(peer)
 
     def _link_ended(self, peer: PeerId, reason: str, detail: str, now: float) -> None:
-        if peer in self._closing:
-            del self._closing[peer]  # the evicted peer closed first: done
-            return
+        if self._links.stop_lingering(peer):
+            return  # the evicted peer closed first: done
         if peer not in self._links:
             self._counters.stale_reports += 1
             return
@@ -874,14 +797,14 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._counters.evictions_sent += 1
         self._counters.links_closed += 1
         self._act(SendData(peer, encode_eviction(EvictionNotice(reason, self._me))))
-        self._closing[peer] = now + self._config.eviction_linger_s
+        self._links.linger(peer, now + self._config.eviction_linger_s)
         self._emit(PeerEvicted(peer, reason, initiated_by_peer=False))
         self._emit(PeerDisconnected(peer, REASON_EVICTED_PREFIX + reason))
         self._emit(PeersUpdated())
 
     def _on_evicted(self, peer: PeerId, notice: EvictionNotice, now: float) -> None:
         reason = notice.reason or DEFAULT_EVICTION_REASON
-        del self._links[peer]
+        self._links.pop(peer)
         self._counters.evictions_received += 1
         self._counters.links_closed += 1
         self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -894,7 +817,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._forget(peer)
         self._optimize_soon(now)
 
-    def _bad_frame(self, link: _Link, err: DecodeError, now: float) -> None:
+    def _bad_frame(self, link: Link, err: DecodeError, now: float) -> None:
         self._counters.data_frames_rejected += 1
         link.bad_frames += 1
         self._emit(FrameRejected(link.peer, "data", err.field, err.reason))
@@ -905,74 +828,18 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     # --- internals: gossip -------------------------------------------------------------------
 
     def _on_gossip(self, via: PeerId, msg: GossipMessage, now: float) -> None:
-        if msg.network != self._network:
-            self._counters.gossip_dropped += 1
-            return
-        if msg.id in self._seen:  # dedup before any other check, as JS does
+        outcome, event = self._inbox.receive(via, msg, self._network, now)
+        if event is not None:
+            self._counters.messages_delivered += 1
+            self._emit(event)
+        elif outcome is Delivery.DUPLICATE:
             self._counters.gossip_duplicates += 1
-            return
-        ttl = msg.ttl
-        if (ttl is not None and ttl <= 0) or self._me in (msg.path or ()):
+        elif outcome is Delivery.DROPPED:
             self._counters.gossip_dropped += 1
-            return
-        self._remember(msg.id, now)
-        if msg.subtype in _KEY_EXCHANGE_SUBTYPES:
-            # JS peers with crypto on send these when a channel opens; without crypto we
-            # neither answer nor show them (relaying comes with the gossip layer).
-            self._counters.data_frames_ignored += 1
-            return
-        hops: int | float = 0 if ttl is None else max(0, DEFAULT_GOSSIP_TTL - ttl)
-        if isinstance(hops, float) and hops.is_integer():
-            hops = int(hops)
-        if msg.subtype == "dm":
-            to = msg.to
-            if to is None or to.strip().lower() != self._me.lower():
-                self._counters.gossip_dropped += 1  # routing comes with the gossip layer
-                return
-            direct = True
-        elif msg.subtype == "chat":
-            # JS delivers only non-empty strings (data-plane 3.4 step 10).
-            if not isinstance(msg.content, str) or not msg.content.strip():
-                self._counters.gossip_dropped += 1
-                return
-            direct = False
         else:
-            self._counters.data_frames_ignored += 1  # encrypted, media, ...: later layers
-            return
-        if _is_control_content(msg.content):
-            self._counters.gossip_dropped += 1
-            return
-        self._counters.messages_delivered += 1
-        self._emit(
-            MessageReceived(
-                from_peer=msg.from_peer,
-                content=msg.content,
-                timestamp=msg.timestamp,
-                message_id=msg.id,
-                hops=hops,
-                direct=direct,
-                encrypted=False,
-                via=via,
-            )
-        )
-
-    def _remember(self, msg_id: str, now: float) -> None:
-        seen = self._seen
-        if len(seen) >= self._config.max_seen_messages:
-            del seen[next(iter(seen))]  # at the bound: forget the oldest id
-        seen[msg_id] = now + self._config.seen_ttl_s
-
-    def _expire_seen(self, now: float) -> None:
-        seen = self._seen
-        for msg_id, expiry in list(seen.items()):
-            if expiry > now:
-                break
-            del seen[msg_id]
+            self._counters.data_frames_ignored += 1
 
     # --- internals: topology -----------------------------------------------------------------
-
-    def _slots(self) -> dict[PeerId, LinkSlot]:
-        return {p: LinkSlot(p, link.phase, link.started_at) for p, link in self._links.items()}
 
     def _protected(self) -> tuple[PeerId, ...]:
         return self._table.ring_neighbours() if self._topology.ring_enabled else ()
@@ -1006,20 +873,22 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _optimize(self, now: float) -> None:
         cfg = self._config
         self._optimize_at = now + cfg.optimize_interval_s * (0.75 + 0.5 * self._rng.random())
-        self._expire_seen(now)
+        self._inbox.expire(now)
         client = self._client
         if client is None or client.state is not pc.ClientState.OPEN:
             return
-        if self._fallback is FallbackState.PROBING:
+        if self._fallback.state is FallbackState.PROBING:
             return  # our offers would not reach the global peers
         protected = self._protected()
         for _ in range(len(self._links) - cfg.max_peers):
-            victim = choose_victim(self._me, self._slots(), protected, xor_routing=cfg.xor_routing)
+            victim = choose_victim(
+                self._me, self._links.slots(), protected, xor_routing=cfg.xor_routing
+            )
             if victim is None:
                 break
             self._drop_link(victim, REASON_OVER_MAX_PEERS, now, close=True, retry=False)
             self._emit(PeersUpdated())
-        plan = plan_dials(self._me, self._table, self._slots(), self._topology, now)
+        plan = plan_dials(self._me, self._table, self._links.slots(), self._topology, now)
         for victim in plan.evictions:
             self._evict(victim, DEFAULT_EVICTION_REASON, now)
         for peer in plan.dials:
@@ -1027,7 +896,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def _purge_unconfirmed(self) -> None:
         for peer in self._table.unconfirmed(self._epoch):
-            if peer not in self._links and peer not in self._closing:
+            if peer not in self._links and not self._links.is_lingering(peer):
                 self._table.remove(peer)
                 self._counters.known_forgotten += 1
 
@@ -1039,12 +908,10 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def _fallback_timers(self, now: float) -> None:
         cfg = self._config
-        if self._alone_since is not None and now >= self._alone_since + cfg.fallback_after_s:
-            self._alone_since = None
-            self._fallback = FallbackState.FALLBACK
+        step = self._fallback.due(now)
+        if step == "enter":
             self._network = GLOBAL_NETWORK
             self._counters.fallback_switches += 1
-            self._probe_at = now + cfg.fallback_probe_interval_s
             self._emit(
                 StatusChanged(
                     "network",
@@ -1053,28 +920,20 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                 )
             )
             self._switch_client(GLOBAL_NETWORK, now)
-        elif self._probe_at is not None and now >= self._probe_at:
-            self._probe_at = None
-            self._fallback = FallbackState.PROBING
-            self._probe_until = now + cfg.fallback_probe_window_s
+        elif step == "probe":
             self._switch_client(cfg.network_name, now)
-        elif self._probe_until is not None and now >= self._probe_until:
-            self._probe_until = None
-            self._fallback = FallbackState.FALLBACK
-            self._probe_at = now + cfg.fallback_probe_interval_s
+        elif step == "return":
             self._switch_client(GLOBAL_NETWORK, now)
 
     def _leave_fallback(self, now: float) -> None:
         """Peers showed up in the configured namespace: stay there, drop the global links."""
         cfg = self._config
-        self._fallback = FallbackState.NORMAL
+        self._fallback.leave()
         self._network = cfg.network_name
-        self._probe_at = self._probe_until = None
         self._counters.fallback_switches += 1
-        for peer in list(self._closing):
-            self._act(CloseLink(peer, REASON_NETWORK_CHANGED))
-        self._closing.clear()
         had_links = bool(self._links)
+        for peer in self._links.drain_lingering():
+            self._act(CloseLink(peer, REASON_NETWORK_CHANGED))
         for peer in list(self._links):
             self._drop_link(peer, REASON_NETWORK_CHANGED, now, close=True, retry=False)
             self._forget(peer)
@@ -1093,16 +952,11 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         alone = (
             cfg.allow_global_fallback
             and cfg.network_name != GLOBAL_NETWORK
-            and self._fallback is FallbackState.NORMAL
             and self.signaling_state is pc.ClientState.OPEN
             and not self._table
             and not self._links
-            and not self._closing
         )
-        if not alone:
-            self._alone_since = None
-        elif self._alone_since is None:
-            self._alone_since = now
+        self._fallback.observe(alone, now)
 
     # --- internals: misc ---------------------------------------------------------------------
 
@@ -1112,16 +966,3 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def _wall_ms(self, now: float) -> int:
         return int((now + self._wall_offset_s) * 1000)
-
-
-def _is_control_content(content: JsonValue) -> bool:
-    """Whether a message content is one of the JS internal control objects (filtered)."""
-    obj: JsonObject | None = None
-    if isinstance(content, dict):
-        obj = content
-    elif isinstance(content, str) and content.startswith("{"):
-        try:
-            obj = decode_json_object(content)
-        except DecodeError:
-            obj = None
-    return obj is not None and obj.get("type") in _CONTROL_CONTENT_TYPES
