@@ -74,6 +74,7 @@ TS_DIGITS = 19
 KIND_OFFER = ord("O")
 KIND_ANSWER = ord("A")
 SERVER_NAMES = ("ours", "js", "js-quiet")
+_WIDTH = 17  # "js-quiet (median)"
 
 
 # ============================================================================================
@@ -803,10 +804,10 @@ def _median_round(results: Sequence[Figures]) -> Figures:
 
 def _print_line(name: str, f: Figures, *, notes: bool = True) -> None:
     if f.error is not None:
-        print(f"  {name:<9} FAILED: {f.error}", flush=True)
+        print(f"  {name:<{_WIDTH}} FAILED: {f.error}", flush=True)
         return
     print(
-        f"  {name:<9} {f.relays_per_s:>9,.0f} relays/s   latency p50 {_fmt(f.p50_ms)} ms"
+        f"  {name:<{_WIDTH}} {f.relays_per_s:>9,.0f} relays/s   latency p50 {_fmt(f.p50_ms)} ms"
         f"  p90 {_fmt(f.p90_ms)} ms  p99 {_fmt(f.p99_ms)} ms   CPU: server "
         f"{_fmt(f.server_cpu_pct, 0)}%  generator {_fmt(f.generator_cpu_pct, 0)}%  machine "
         f"{_fmt(f.machine_busy_pct, 0)}% (of {100 * (os.cpu_count() or 1)}%)   unloaded p50 "

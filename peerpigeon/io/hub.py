@@ -5,33 +5,45 @@ preflight) from the machine's data, upgrades WebSocket requests with websockets'
 sans-I/O protocol, and feeds every frame, pong and close into
 `peerpigeon.protocol.server.SignalingServer`. It owns sockets, tasks and the clock and
 nothing else: every decision is the machine's.
+
+On asyncio, accepted connections are served by a plain `asyncio.BufferedProtocol`
+(`_AsyncioConnection`): each read is parsed, fed to the machine and answered within one
+callback, and everything one read produces for a connection goes out in one write. On trio
+(and for the hub links this server dials) they run as anyio tasks (`WebSocketLink`). Both
+share the request-head handling and the machine loop (`_respond_to_head`, `_feed`,
+`_perform`); only the transport plumbing differs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import errno
 import logging
 import os
 import random
+import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self, cast
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketStream, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
+from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from peerpigeon.io.client import SystemEntropy
 from peerpigeon.io.websocket import (
+    READ_CHUNK,
     Incoming,
     LinkClosed,
     PongReceived,
     TextOrBinary,
+    WebSocketCodec,
     WebSocketLink,
     open_websocket,
 )
@@ -52,6 +64,7 @@ __all__ = ["PeerPigeonServer", "SystemEntropy"]
 log = logging.getLogger("peerpigeon.hub")
 
 MAX_REQUEST_HEAD_BYTES = 16_384
+LISTEN_BACKLOG = 65_536  # what anyio's create_tcp_listener asks for (the kernel caps it)
 
 
 def _rss_bytes() -> int | None:
@@ -61,6 +74,47 @@ def _rss_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _on_asyncio() -> bool:
+    """Whether the running anyio backend is asyncio (anyio's own detection)."""
+    try:
+        import sniffio
+    except ImportError:  # anyio then assumes asyncio whenever a loop is running
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+    try:
+        return sniffio.current_async_library() == "asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+
+
+def _plain_response(status: int, body: bytes, headers: Iterable[tuple[str, str]]) -> bytes:
+    reason = {200: "OK", 400: "Bad Request"}.get(status, "OK")
+    lines = [f"HTTP/1.1 {status} {reason}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
+
+
+@dataclass(slots=True)
+class _Upgrade:
+    """An accepted WebSocket handshake: the protocol, the request, frames that came with it."""
+
+    protocol: ServerProtocol
+    request: Request
+    early: list[Frame]
+
+
+class _Link(Protocol):
+    """What `_perform` needs of a connection: a `WebSocketLink` or an `_AsyncioConnection`."""
+
+    def send_text(self, text: str) -> bool: ...
+    def send_ping(self) -> bool: ...
+    def close(self, code: int, reason: str) -> None: ...
 
 
 class PeerPigeonServer:
@@ -114,7 +168,13 @@ class PeerPigeonServer:
         self._on_event = on_event
         self._entropy = entropy or SystemEntropy()
         self._machine: SignalingServer | None = None
-        self._links: dict[ConnectionId, WebSocketLink] = {}
+        self._links: dict[ConnectionId, _Link] = {}
+        self._clock: Callable[[], float] = anyio.current_time
+        # asyncio fast path: accepted connections, links with bytes to write, one read buffer
+        self._accepted: set[_AsyncioConnection] = set()
+        self._dirty: list[_AsyncioConnection] = []
+        self._batching = False
+        self._read_buffer = memoryview(bytearray(READ_CHUNK))
         self._tg: TaskGroup | None = None  # set while serving
         self._open_tg: TaskGroup | None = None  # entered and not yet exited
         self._in_context = False
@@ -167,7 +227,9 @@ class PeerPigeonServer:
         if self._tg is not None or self._open_tg is not None:
             raise RuntimeError("Server is already running")
         listener = await self._bind()
-        now = anyio.current_time()
+        fast = _on_asyncio()
+        self._clock = asyncio.get_running_loop().time if fast else anyio.current_time
+        now = self._clock()
         self.port = listener.extra(SocketAttribute.local_port)
         config = replace(self._config, host=self.host, port=self.port)
         self._machine = SignalingServer(
@@ -184,8 +246,19 @@ class PeerPigeonServer:
         self._in_context = in_context
         self._serve_scope = anyio.CancelScope()
         self._serve_done = anyio.Event()
-        tg.start_soon(self._serve, listener)
+        if fast:
+            # Hand the bound sockets (port retry and all) over to asyncio's own server.
+            socks = [
+                sub.extra(SocketAttribute.raw_socket).dup()
+                for sub in listener.listeners
+                if isinstance(sub, SocketListener)
+            ]
+            await listener.aclose()
+            tg.start_soon(self._serve_asyncio, socks)
+        else:
+            tg.start_soon(self._serve, listener)
         tg.start_soon(self._scoped, self._timer_loop)
+        self._perform()  # what the machine queued when built: dial the bootstrap hubs now
 
     async def stop(self) -> None:
         """Close every connection with 1000 'Server shutting down' and stop listening.
@@ -196,7 +269,7 @@ class PeerPigeonServer:
         if tg is None:
             return
         machine = self.machine
-        machine.stop(anyio.current_time())
+        machine.stop(self._clock())
         self._perform()
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(self._close_timeout_s):
@@ -220,6 +293,26 @@ class PeerPigeonServer:
             with anyio.CancelScope(shield=True):
                 await listener.aclose()
                 self._serve_done.set()
+
+    async def _serve_asyncio(self, socks: list[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        servers: list[asyncio.Server] = []
+        try:
+            with self._serve_scope:
+                for sock in socks:
+                    server = await loop.create_server(
+                        lambda: _AsyncioConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+                    )
+                    servers.append(server)
+                await anyio.sleep_forever()
+        finally:
+            for server in servers:
+                server.close()
+            for sock in socks:
+                sock.close()
+            for connection in list(self._accepted):
+                connection.shutdown()
+            self._serve_done.set()
 
     async def _finish(self) -> None:
         tg, self._open_tg = self._open_tg, None
@@ -250,39 +343,115 @@ class PeerPigeonServer:
     # --- the machine's loop ---------------------------------------------------------------
 
     def _perform(self) -> None:
+        """Carry out the machine's actions and hand on its events (after every input)."""
         machine = self.machine
-        now = anyio.current_time()
+        links = self._links
         while True:
             actions = machine.drain_actions()
             if not actions:
                 break
             for action in actions:
-                if isinstance(action, OpenHubLink):
-                    if self._tg is not None:
-                        self._tg.start_soon(
-                            self._scoped, self._run_hub_link, action.connection, action.url
-                        )
-                    continue
-                link = self._links.get(action.connection)
-                if link is None:
-                    continue
                 match action:
-                    case SendText(text=text):
-                        if not link.send_text(text):
-                            machine.connection_overflowed(action.connection, now)
-                    case SendPing():
-                        link.send_ping()
-                    case Close(code=code, reason=reason):
-                        link.close(code, reason)
+                    case SendText(connection=conn, text=text):
+                        link = links.get(conn)
+                        if link is not None and not link.send_text(text):
+                            machine.connection_overflowed(conn, self._clock())
+                    case SendPing(connection=conn):
+                        link = links.get(conn)
+                        if link is not None:
+                            link.send_ping()
+                    case Close(connection=conn, code=code, reason=reason):
+                        link = links.get(conn)
+                        if link is not None:
+                            link.close(code, reason)
+                            self._abort_later(link)
+                    case OpenHubLink(connection=conn, url=url):
                         if self._tg is not None:
-                            self._tg.start_soon(self._scoped, self._abort_later, link)
+                            self._tg.start_soon(self._scoped, self._run_hub_link, conn, url)
         for event in machine.drain_events():
             log.debug("%s", event)
             if self._on_event is not None:
                 self._on_event(event)
-        deadline = machine.next_deadline()
-        if deadline != self._timer_deadline:
+        if not self._batching:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Write what the inputs of a batch produced; wake the timer if the deadline moved."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            for connection in dirty:
+                connection.flush()
+        if self.machine.next_deadline() != self._timer_deadline:
             self._wake.set()
+
+    def _feed(self, conn: ConnectionId, item: Incoming, now: float) -> bool:
+        """One message, pong or end of a link into the machine; True once the link ended."""
+        machine = self.machine
+        match item:
+            case TextOrBinary(data=data):
+                machine.receive_frame(conn, data, now)
+            case PongReceived():
+                machine.receive_pong(conn, now)
+            case LinkClosed(code=code, reason=reason):
+                machine.connection_closed(conn, now, code=code, reason=reason)
+                self._perform()
+                return True
+        self._perform()
+        return False
+
+    def _attach(self, conn: ConnectionId, link: _Link, early: Iterable[Incoming]) -> None:
+        """A connection's link is up: carry out what is queued for it, then its early frames."""
+        self._links[conn] = link
+        self._perform()
+        for item in early:
+            if isinstance(item, TextOrBinary):
+                self.machine.receive_frame(conn, item.data, self._clock())
+        self._perform()
+
+    def _detach(self, conn: ConnectionId) -> None:
+        """A connection's link is gone (whatever the reason): forget it, tell the machine."""
+        self._links.pop(conn, None)
+        self.machine.connection_closed(conn, self._clock())
+        self._perform()
+
+    def _abort_later(self, link: _Link) -> None:
+        if isinstance(link, _AsyncioConnection):
+            link.abort_after(self._close_timeout_s)
+        elif isinstance(link, WebSocketLink) and self._tg is not None:
+            self._tg.start_soon(self._scoped, self._abort_link_later, link)
+
+    def _respond_to_head(self, head: bytes) -> tuple[bytes, _Upgrade | None]:
+        """The answer to a complete request head, and the upgrade when it opens a WebSocket."""
+        request_line, _, rest = head.partition(b"\r\n")
+        parts = request_line.decode("latin-1").split(" ")
+        if len(parts) != 3:
+            return _plain_response(400, b"Bad Request", ()), None
+        method, path = parts[0], parts[1]
+        header_block = rest.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
+        if not (method == "GET" and "upgrade: websocket" in header_block):
+            mem = _rss_bytes()
+            answer = self.machine.http_response(
+                method, path, self._clock(), memory={"rss": mem} if mem is not None else None
+            )
+            return _plain_response(answer.status, answer.body, answer.headers), None
+        protocol = ServerProtocol(max_size=self.machine.config.max_message_bytes)
+        protocol.receive_data(head)
+        request: Request | None = None
+        early: list[Frame] = []
+        for event in protocol.events_received():
+            if isinstance(event, Request):
+                request = event
+            elif isinstance(event, Frame):
+                early.append(event)
+        if request is None:
+            response = protocol.reject(400, "Bad Request")
+        else:
+            response = protocol.accept(request)
+        protocol.send_response(response)
+        reply = b"".join(protocol.data_to_send())
+        if request is None or response.status_code != 101:
+            return reply, None
+        return reply, _Upgrade(protocol, request, early)
 
     async def _scoped(self, func: Callable[..., Awaitable[None]], *args: object) -> None:
         with anyio.CancelScope() as scope:
@@ -292,7 +461,7 @@ class PeerPigeonServer:
             finally:
                 self._task_scopes.discard(scope)
 
-    async def _abort_later(self, link: WebSocketLink) -> None:
+    async def _abort_link_later(self, link: WebSocketLink) -> None:
         await anyio.sleep(self._close_timeout_s)
         link.abort()
 
@@ -328,67 +497,24 @@ class PeerPigeonServer:
                     head += chunk
             if b"\r\n\r\n" not in head:
                 return
-            request_line, _, rest = head.partition(b"\r\n")
-            parts = request_line.decode("latin-1").split(" ")
-            if len(parts) != 3:
-                await self._send_plain(stream, 400, b"Bad Request", ())
+            reply, upgrade = self._respond_to_head(head)
+            try:
+                await stream.send(reply)
+            except (anyio.BrokenResourceError, OSError):
                 return
-            method, path = parts[0], parts[1]
-            header_block = rest.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
-            wants_upgrade = method == "GET" and "upgrade: websocket" in header_block
-            if not wants_upgrade:
-                mem = _rss_bytes()
-                answer = self.machine.http_response(
-                    method,
-                    path,
-                    anyio.current_time(),
-                    memory={"rss": mem} if mem is not None else None,
-                )
-                await self._send_plain(stream, answer.status, answer.body, answer.headers)
+            if upgrade is None:
                 return
-            await self._serve_websocket(stream, head)
-
-    async def _send_plain(
-        self, stream: ByteStream, status: int, body: bytes, headers: tuple[tuple[str, str], ...]
-    ) -> None:
-        reason = {200: "OK", 400: "Bad Request"}.get(status, "OK")
-        lines = [f"HTTP/1.1 {status} {reason}"]
-        lines += [f"{k}: {v}" for k, v in headers]
-        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-        with contextlib.suppress(anyio.BrokenResourceError, OSError):
-            await stream.send("\r\n".join(lines).encode("latin-1") + body)
-
-    async def _serve_websocket(self, stream: ByteStream, head: bytes) -> None:
-        config = self.machine.config
-        protocol = ServerProtocol(max_size=config.max_message_bytes)
-        protocol.receive_data(head)
-        request: Request | None = None
-        for event in protocol.events_received():
-            if isinstance(event, Request):
-                request = event
-        if request is None:
-            response = protocol.reject(400, "Bad Request")
-        else:
-            response = protocol.accept(request)
-        protocol.send_response(response)
-        for chunk in protocol.data_to_send():
-            if chunk:
-                try:
-                    await stream.send(chunk)
-                except (anyio.BrokenResourceError, OSError):
-                    return
-        if request is None or response.status_code != 101:
-            return
-        link = WebSocketLink(
-            stream,
-            protocol,
-            max_queue=config.max_outbound_frames,
-            close_timeout_s=self._close_timeout_s,
-        )
-        if not self.is_running:
-            return
-        conn = self.machine.open_connection(request.path, anyio.current_time())
-        await self._pump(conn, link)
+            config = self.machine.config
+            link = WebSocketLink(
+                stream,
+                upgrade.protocol,
+                max_queue=config.max_outbound_frames,
+                close_timeout_s=self._close_timeout_s,
+            )
+            if not self.is_running:
+                return
+            conn = self.machine.open_connection(upgrade.request.path, self._clock())
+            await self._pump(conn, link, early=link.take_frames(upgrade.early))
 
     async def _run_hub_link(self, conn: ConnectionId, url: str) -> None:
         """Dial another hub for the machine (`OpenHubLink`) and pump the link."""
@@ -398,7 +524,7 @@ class PeerPigeonServer:
                     url, self.machine.config.max_message_bytes
                 )
         except Exception as err:  # any failure to dial is a fact for the machine
-            self.machine.hub_link_failed(conn, anyio.current_time(), f"{type(err).__name__}: {err}")
+            self.machine.hub_link_failed(conn, self._clock(), f"{type(err).__name__}: {err}")
             self._perform()
             return
         link = WebSocketLink(
@@ -407,38 +533,274 @@ class PeerPigeonServer:
             max_queue=self.machine.config.max_outbound_frames,
             close_timeout_s=self._close_timeout_s,
         )
-        self.machine.hub_link_opened(conn, anyio.current_time())
+        self.machine.hub_link_opened(conn, self._clock())
         await self._pump(conn, link, early=link.take_frames(early))
 
     async def _pump(
         self, conn: ConnectionId, link: WebSocketLink, early: list[Incoming] | None = None
     ) -> None:
-        self._links[conn] = link
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(link.run_writer)
-                self._perform()
-                for item in early or ():
-                    if isinstance(item, TextOrBinary):
-                        self.machine.receive_frame(conn, item.data, anyio.current_time())
-                self._perform()
+                self._attach(conn, link, early or ())
                 while self._tg is not None:  # until stop() begins
                     item = await link.receive()
-                    now = anyio.current_time()
-                    match item:
-                        case TextOrBinary(data=data):
-                            self.machine.receive_frame(conn, data, now)
-                        case PongReceived():
-                            self.machine.receive_pong(conn, now)
-                        case LinkClosed(code=code, reason=reason):
-                            self.machine.connection_closed(conn, now, code=code, reason=reason)
-                            self._perform()
-                            break
-                    self._perform()
+                    if self._feed(conn, item, self._clock()):
+                        break
                 link.abort()
         finally:
             link.aclose_nowait()
-            self._links.pop(conn, None)
-            with anyio.CancelScope(shield=True):
-                self.machine.connection_closed(conn, anyio.current_time())
-                self._perform()
+            self._detach(conn)
+
+
+class _AsyncioConnection(asyncio.BufferedProtocol):
+    """One accepted TCP connection on the asyncio fast path: request head, then WebSocket.
+
+    Every read is handled in its callback: parsed by the link's `WebSocketCodec`, fed to the
+    machine frame by frame, and what it produced for each connection is written once, at the
+    end (`PeerPigeonServer._settle`). The outbound bound is the machine's
+    `max_outbound_frames`: frames written but still in the transport's buffer (not yet taken
+    by the kernel) plus frames of the batch being built; past it `send_text` says no and the
+    machine closes the connection as overflowed.
+    """
+
+    def __init__(self, server: PeerPigeonServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
+        self._codec: WebSocketCodec | None = None
+        self._conn: ConnectionId | None = None  # registered with the machine and `_links`
+        self._max_queue = server.machine.config.max_outbound_frames
+        self._timer: asyncio.TimerHandle | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._dirty = False
+        self._batch = 0  # frames queued in the codec since the last flush
+        self._written = 0  # bytes handed to the transport so far
+        self._ends: deque[int] = deque()  # where frames still in the transport's buffer end
+        self._eof_received = False
+        self._eof_sent = False
+        self._close_after_flush = False
+        self._lost = False
+        self._held = False  # the handshake reply went out this turn: the frames wait one
+
+    # --- transport callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        server = self._server
+        server._accepted.add(self)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(server._handshake_timeout_s, self._head_timed_out)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server._read_buffer  # consumed in buffer_updated before the next read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = bytes(self._server._read_buffer[:nbytes])
+        self._batched(self._on_ws_data if self._codec is not None else self._on_head_data, data)
+
+    def eof_received(self) -> bool:
+        if self._codec is not None:
+            self._batched(self._on_ws_eof, b"")
+        return False  # asyncio closes the transport once our writes are out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gone()
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _batched(self, handler: Callable[[bytes], None], data: bytes) -> None:
+        server = self._server
+        server._batching = True
+        try:
+            handler(data)
+        except Exception:  # one broken connection must never stop the server
+            log.exception("connection handler failed")
+            self.shutdown()
+        finally:
+            server._batching = False
+            server._settle()
+
+    def _on_head_data(self, data: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        head = self._head + data
+        if b"\r\n\r\n" not in head:
+            if len(head) > MAX_REQUEST_HEAD_BYTES:
+                self._head = b""
+                transport.close()
+            else:
+                self._head = head
+            return
+        self._head = b""
+        self._cancel_timer()
+        server = self._server
+        reply, upgrade = server._respond_to_head(head)
+        transport.write(reply)
+        if upgrade is None or not server.is_running:
+            transport.close()
+            return
+        codec = self._codec = WebSocketCodec(upgrade.protocol)
+        # As on the anyio path, the first frames follow the handshake reply in a later write
+        # (a timer runs after the I/O of its turn), so a client reads the reply on its own.
+        self._held = True
+        asyncio.get_running_loop().call_later(0, self._release)
+        conn = self._conn = server.machine.open_connection(upgrade.request.path, server._clock())
+        server._attach(conn, self, [m for m in map(codec.on_frame, upgrade.early) if m])
+
+    def _on_ws_data(self, data: bytes) -> None:
+        codec = self._codec
+        assert codec is not None
+        if self._lost or self._eof_received:
+            return
+        items = codec.feed(data)
+        self._mark_dirty()  # the protocol may have queued pongs or a close of its own
+        conn = self._conn
+        if conn is None:
+            return
+        server = self._server
+        now = server._clock()
+        for item in items:
+            if server._feed(conn, item, now):
+                self._ended()
+                return
+        ended = codec.ended()
+        if ended is not None:
+            server._feed(conn, ended, now)
+            self._ended()
+
+    def _on_ws_eof(self, _: bytes) -> None:
+        codec = self._codec
+        assert codec is not None
+        self._eof_received = True
+        codec.protocol.receive_eof()
+        self._mark_dirty()
+        conn = self._conn
+        if conn is not None:
+            self._server._feed(conn, codec.lost(), self._server._clock())
+            self._ended()
+
+    def _ended(self) -> None:
+        """The link ended (close received, or EOF): unregister; close once written out."""
+        conn, self._conn = self._conn, None
+        self._close_after_flush = True
+        self._mark_dirty()
+        if conn is not None:
+            self._server._detach(conn)
+
+    def _gone(self) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._cancel_timer()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        server = self._server
+        server._accepted.discard(self)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            server._detach(conn)
+
+    def _release(self) -> None:
+        self._held = False
+        if not self._lost:
+            self._mark_dirty()
+            self._server._settle()
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if self._codec is None and self._transport is not None:
+            self._transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def shutdown(self) -> None:
+        """Drop the connection now (server stop, or a handler error)."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._gone()
+
+    def abort_after(self, delay: float) -> None:
+        """Drop the connection if it is still open `delay` seconds from now."""
+        if self._abort_timer is None and not self._lost:
+            loop = asyncio.get_running_loop()
+            self._abort_timer = loop.call_later(delay, self.shutdown)
+
+    # --- the link the machine writes to ---------------------------------------------------
+
+    def _queued(self) -> int:
+        """Frames not yet taken by the kernel: the transport's backlog plus this batch."""
+        ends = self._ends
+        if ends and self._transport is not None:
+            sent = self._written - self._transport.get_write_buffer_size()
+            while ends and ends[0] <= sent:
+                ends.popleft()
+        return len(ends) + self._batch
+
+    def send_text(self, text: str) -> bool:
+        """Queue a text frame for the end of the batch; False when full or closing."""
+        codec = self._codec
+        if codec is None:
+            return False
+        if (self._ends or self._batch) and self._queued() >= self._max_queue:
+            return False
+        if not codec.send_text(text):
+            return False
+        self._batch += 1
+        if not self._dirty:
+            self._dirty = True
+            self._server._dirty.append(self)
+        return True
+
+    def send_ping(self) -> bool:
+        """Queue a ping; False when full or closing."""
+        codec = self._codec
+        if codec is None or self._queued() >= self._max_queue or not codec.send_ping():
+            return False
+        self._batch += 1
+        self._mark_dirty()
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (idempotent); never refused by the bound."""
+        if self._codec is not None:
+            self._codec.send_close(code, reason)
+            self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            self._server._dirty.append(self)
+
+    def flush(self) -> None:
+        """Write everything queued since the last flush in one write."""
+        self._dirty = False
+        if self._held:
+            return
+        self._batch = 0
+        transport = self._transport
+        codec = self._codec
+        if transport is None or codec is None:
+            return
+        chunks = codec.protocol.data_to_send()
+        if chunks and not self._eof_sent and not transport.is_closing():
+            if not chunks[-1]:  # websockets' EOF: the connection ends after these bytes
+                self._eof_sent = self._close_after_flush = True
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if data:
+                start = self._written
+                self._written = start + len(data)
+                transport.write(data)
+                if transport.get_write_buffer_size():
+                    for chunk in chunks:
+                        if chunk:
+                            start += len(chunk)
+                            self._ends.append(start)
+                else:
+                    self._ends.clear()
+        if self._close_after_flush and not transport.is_closing():
+            transport.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Final, TypeAlias, TypedDict
 
@@ -368,9 +369,31 @@ def _parse_finite_float(text: str) -> float:
     return value
 
 
+# One decoder for every frame (json.loads with hooks would build a new one per call).
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_finite_float)
+# JSONDecoder.__init__ sets scan_once (the C scanner when there is one); typeshed omits it.
+_SCAN: Final[Callable[[str, int], tuple[JsonValue, int]]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _parse_json(text: str) -> JsonValue:
+    """`_DECODER.decode(text)`, scanning directly when the value spans the whole text."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:  # leading whitespace, or not JSON: let decode() tell
+        return _DECODER.decode(text)  # type: ignore[no-any-return]
+    if end != len(text):  # trailing whitespace or extra data: let decode() tell
+        return _DECODER.decode(text)  # type: ignore[no-any-return]
+    return value
+
+
 def decode_json_object(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> JsonObject:
     """Parse one frame as a JSON object, or raise `DecodeError` (field ``frame``)."""
-    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if isinstance(raw, bytes) or raw.isascii():
+        size = len(raw)
+    elif len(raw) * 4 <= max_bytes:
+        size = 0  # at most 4 UTF-8 bytes a character: within the limit, no need to count
+    else:
+        size = len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise DecodeError("frame", f"{size} bytes exceeds the limit of {max_bytes}")
     if isinstance(raw, bytes):
@@ -381,12 +404,15 @@ def decode_json_object(raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_FRAME_B
     else:
         text = raw
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_finite_float)
+        value = _parse_json(text)
     except (ValueError, RecursionError):
         raise DecodeError("frame", "not valid JSON") from None
     if not isinstance(value, dict):
         raise DecodeError("frame", "must be a JSON object")
-    if _too_deep(value):
+    # Each container of the value is one '{' or '[' of the text (strings only add more), so
+    # a text with at most MAX_JSON_DEPTH of them cannot nest too deep: skip the walk.
+    containers = text.count("{") + (text.count("[") if "[" in text else 0)
+    if containers > MAX_JSON_DEPTH and _too_deep(value):
         raise DecodeError("frame", f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
@@ -459,12 +485,29 @@ def message_from_object(obj: JsonObject) -> Message:
         raise DecodeError("type", "is required")
     if not isinstance(kind, str):
         raise DecodeError("type", "must be a string")
+    # The common shapes (absent, a str, an int) are checked inline; the helpers decide the rest.
+    get = obj.get
+    network_name = get("networkName")
+    if network_name is not None and not isinstance(network_name, str):
+        network_name = _opt_str(obj, "networkName")
+    from_peer_id = get("fromPeerId")
+    if from_peer_id is not None and not isinstance(from_peer_id, str):
+        from_peer_id = _opt_str(obj, "fromPeerId")
+    target_peer_id = get("targetPeerId")
+    if target_peer_id is not None and not isinstance(target_peer_id, str):
+        target_peer_id = _opt_str(obj, "targetPeerId")
+    timestamp = get("timestamp")
+    if timestamp is not None and type(timestamp) is not int:
+        timestamp = _opt_number(obj, "timestamp")
+    max_peers = get("maxPeers")
+    if max_peers is not None and type(max_peers) is not int:
+        max_peers = _opt_int(obj, "maxPeers")
     env: _EnvelopeFields = {
-        "network_name": _opt_str(obj, "networkName"),
-        "from_peer_id": _opt_str(obj, "fromPeerId"),
-        "target_peer_id": _opt_str(obj, "targetPeerId"),
-        "timestamp": _opt_number(obj, "timestamp"),
-        "max_peers": _opt_int(obj, "maxPeers"),
+        "network_name": network_name,
+        "from_peer_id": from_peer_id,
+        "target_peer_id": target_peer_id,
+        "timestamp": timestamp,
+        "max_peers": max_peers,
     }
     if kind in _DATA_OBJECT_TYPES:
         required = kind in ("peer-discovered", "peer-disconnected", "hub-auth")
@@ -525,7 +568,45 @@ def encode_message(msg: Message) -> str:
         out["targetPeerId"] = msg.target_peer_id
     if msg.timestamp is not None:
         out["timestamp"] = msg.timestamp
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return _encode_json(out)
+
+
+# One encoder for every frame (json.dumps with options would build a new one per call).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _make_encode_json() -> Callable[[JsonObject], str]:
+    """`_ENCODER.encode`, through one reusable C encoder when the interpreter has it.
+
+    Without a circular-reference check (wire values come from JSON or are built fresh, so
+    they have no cycles); the output is the same.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ENCODER.encode
+    try:
+        c_encode = make(
+            None,  # no markers: no cycle check
+            _ENCODER.default,
+            json.encoder.encode_basestring_ascii,
+            None,  # indent
+            ":",
+            ",",
+            False,  # sort_keys
+            False,  # skipkeys
+            False,  # allow_nan
+        )
+    except TypeError:  # another interpreter's signature: the plain encoder will do
+        return _ENCODER.encode
+
+    def encode(value: JsonObject) -> str:
+        return "".join(c_encode(value, 0))
+
+    sample: JsonObject = {"a": [1, 2.5, None, True], "b": '\u00e9\r\n"', "c": {}}
+    return encode if encode(sample) == _ENCODER.encode(sample) else _ENCODER.encode
+
+
+_encode_json: Final = _make_encode_json()
 
 
 # --- request targets ------------------------------------------------------------------

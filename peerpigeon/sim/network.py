@@ -347,11 +347,13 @@ class SimNetwork:
         name: str | None = None,
         config: pc.ClientConfig | None = None,
         connect: bool = True,
+        hub_url: str | None = None,
     ) -> ClientHandle:
         """Add a signaling client and (by default) start connecting it now.
 
         The peer ID comes from the seeded entropy unless given. `config` overrides the
-        network's client template for this client.
+        network's client template for this client. `hub_url` is the hub it connects to (the
+        network's own by default; `peerpigeon.sim.federation` adds other hubs).
         """
         if name is None:
             index = len(self._clients) + 1
@@ -362,7 +364,7 @@ class SimNetwork:
             raise ValueError(f"node name {name!r} is taken")
         pid = PeerId(peer_id) if peer_id is not None else generate_peer_id(self._id_entropy)
         template = config or self._client_template
-        urls = (self.hub.url,)
+        urls = (hub_url or self.hub.url,)
         if template is None:
             cfg = pc.ClientConfig(peer_id=pid, urls=urls, network_name=network_name)
         else:

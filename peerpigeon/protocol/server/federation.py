@@ -70,6 +70,11 @@ class RelayCache:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def contains(self, key: str, now: float) -> bool:
+        """Whether `key` was added and has not expired (adds nothing)."""
+        self.expire(now)
+        return key in self._seen
+
     def check_and_add(self, key: str, now: float) -> bool:
         """True the first time `key` is seen within its lifetime; then False."""
         self.expire(now)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from typing import Final
+from typing import Final, get_args
 
 from peerpigeon.protocol.errors import DecodeError, UnknownMessageType, UsageError
 from peerpigeon.protocol.ids import PeerId, generate_peer_id, is_valid_peer_id, k_closest
@@ -96,6 +96,17 @@ __all__ = ["ConnectionState", "SignalingServer"]
 CAP_DEPARTURES: Final = "departures"
 HUB_CAPABILITIES: Final = ("signaling", "relay", CAP_DEPARTURES)
 REASON_HUB_AUTH: Final = "Hub authentication required"
+REASON_LINK_DOWN: Final = "hub link down"
+# Ours only, in the data of hub-to-hub frames (JS hubs ignore both; docs/federation.md):
+# HUB_PATH on peer-discovered is the route the news took, newest hop first, as
+# [hubId, tag] pairs: the tag names the link that hub learnt it by, and for the peer's own
+# hub (last) the announcement. A hub drops news that already passed through it.
+# On peer-disconnected, HUB_PATH names the announcement that ended ([[home, tag]]);
+# LOST_LINK = [hubId, tag] says instead that this link broke and routes over it died.
+HUB_PATH: Final = "hubPath"
+LOST_LINK: Final = "lostLink"
+MAX_HUB_PATH: Final = 32  # hops; longer routes are refused (bounds frames and loop checks)
+UNKNOWN_HUB: Final = "0" * 40  # the home of a peer learnt from a JS hub whose ID we never saw
 
 # --- per-connection state -------------------------------------------------------------
 
@@ -123,6 +134,8 @@ class _Conn:
     challenge: str | None = None  # closed federation: what a dialling hub must sign
     authenticated: bool = False  # proved the hub secret
     capabilities: tuple[str, ...] = ()
+    serial: int = 0  # tag of its latest announcement (names it between hubs)
+    tag: int = 0  # names this connection in HUB_PATH routes when it carries a hub
 
 
 class LinkState(Enum):
@@ -142,6 +155,11 @@ class _Link:
     challenge: str | None = None
     nonce: str | None = None
     capabilities: tuple[str, ...] = ()
+    hub_id: str | None = None  # from the other hub's self-description (ours send one)
+    tag: int = 0  # names this link in HUB_PATH routes
+    # The other side's 'connected' arrived: we know whether it is one of ours (it lists its
+    # capabilities there) or a JS hub. Until then the link carries only our announce.
+    introduced: bool = False
 
 
 @dataclass(slots=True)
@@ -152,11 +170,21 @@ class _Bootstrap:
     retry_at: float | None = None
 
 
+Hop = tuple[str, int]  # one HUB_PATH entry: (hub ID, tag of a link or an announcement)
+
+
 @dataclass(slots=True)
 class _Remote:
     via: ConnectionId
+    via_tag: int
     network: str
     data: JsonObject
+    path: tuple[Hop, ...] = ()  # the route from `via`'s hub to the peer's hub (HUB_PATH)
+
+    @property
+    def home(self) -> Hop | None:
+        """(the peer's hub, the serial of its announcement), when known."""
+        return self.path[-1] if self.path else None
 
 
 @dataclass(slots=True)
@@ -217,6 +245,9 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         self._bootstraps: dict[str, _Bootstrap] = {}
         self._remote: dict[PeerId, _Remote] = {}
         self._relay_cache = RelayCache(self.config.max_relay_cache, self.config.relay_cache_ttl_s)
+        # Tags name announcements and hub links in routes; a random start keeps a hub that
+        # restarts under the same ID from reusing the names its previous life gave out.
+        self._next_tag = int.from_bytes(entropy.token_bytes(5), "big") << 12
         if self.config.is_hub:
             for url in dict.fromkeys(self.config.bootstrap_hubs):
                 if self._is_self_url(url):
@@ -267,6 +298,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if not self._conns:
             self._next_sweep = now + self.config.ping_interval_s  # no stale sweep time
         conn = _Conn(
+            tag=self._new_tag(),
             id=conn_id,
             peer_id=peer_id,
             opened_at=now,
@@ -279,6 +311,10 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
             PeerConnected(peer_id=peer_id, connection=conn_id, total_connections=len(self._conns))
         )
         hello: JsonObject = {"peerId": peer_id}
+        if self.config.is_hub:
+            # JS clients ignore extra fields of 'connected'; a dialling hub learns from this
+            # whether we take departures and routes before it sends us any peer.
+            hello["capabilities"] = list(HUB_CAPABILITIES)
         if self.config.hub_secret is not None:
             # JS clients ignore extra fields of 'connected'; a dialling hub signs this.
             conn.challenge = self._entropy.token_bytes(16).hex()
@@ -602,6 +638,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
             self._leave_network(conn, now, reason="changed network")
         conn.network = net
         conn.data = data
+        conn.serial = self._new_tag()
         newly_hub = is_hub and not conn.is_hub
         if newly_hub:
             conn.is_hub = True
@@ -637,7 +674,8 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if newly_hub:
             self._greet_hub(conn, now)
         elif not conn.is_hub:
-            self._announce_to_hubs(conn.peer_id, net, about_new, now, exclude=None)
+            route = self._home_route(conn)
+            self._announce_to_hubs(conn.peer_id, net, about_new, route, now, exclude=None)
         for other_id in others:
             other = self._conns[self._by_peer[other_id]]
             self._send(
@@ -784,20 +822,50 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                 continue
             if peer.network == self.config.hub_mesh_namespace:
                 continue
-            self._to_channel(
-                channel, self._discovery(peer_id, peer.network, self._discovered_data(peer), now)
-            )
+            data = self._discovered_data(peer)
+            route = self._home_route(peer)
+            self._to_channel(channel, self._discovery(peer_id, peer.network, data, route, now))
         for peer_id, remote in self._remote.items():
             if remote.via != channel:
-                self._to_channel(
-                    channel,
-                    self._discovery(peer_id, remote.network, self._remote_data(peer_id), now),
-                )
+                data = self._remote_data(peer_id)
+                msg = self._discovery(peer_id, remote.network, data, self._route(remote), now)
+                self._to_channel(channel, msg)
 
-    def _discovery(self, peer_id: PeerId, net: str, data: JsonObject, now: float) -> Message:
+    def _discovery(
+        self, peer_id: PeerId, net: str, data: JsonObject, route: tuple[Hop, ...], now: float
+    ) -> Message:
+        """A hub-to-hub peer-discovered carrying our `route` to the peer."""
+        data = {**data, HUB_PATH: [list(hop) for hop in route]}
         return PeerDiscovered(
             data=data, network_name=net, from_peer_id=SYSTEM_SENDER, timestamp=self.wall_ms(now)
         )
+
+    def _route(self, remote: _Remote) -> tuple[Hop, ...]:
+        """Our route to a remote peer: this hub and the link it was learnt by, then its path."""
+        return ((self.hub_peer_id or "", remote.via_tag), *remote.path)
+
+    def _home_route(self, conn: _Conn) -> tuple[Hop, ...]:
+        """The route of one of our own peers: this hub and the serial of its announcement."""
+        return ((self.hub_peer_id or "", conn.serial),)
+
+    def _new_tag(self) -> int:
+        self._next_tag += 1
+        return self._next_tag
+
+    def _channel_tag(self, channel: ConnectionId) -> int:
+        link = self._links.get(channel)
+        if link is not None:
+            return link.tag
+        conn = self._conns.get(channel)
+        return conn.tag if conn is not None else 0
+
+    def _channel_hub(self, channel: ConnectionId) -> str | None:
+        """The hub ID at the other end of a hub channel, when known."""
+        link = self._links.get(channel)
+        if link is not None:
+            return link.hub_id
+        conn = self._conns.get(channel)
+        return conn.peer_id if conn is not None else None
 
     def _remote_data(self, peer_id: PeerId) -> JsonObject:
         data: JsonObject = {"peerId": peer_id, "isHub": False}
@@ -811,7 +879,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         out = [
             link.id
             for link in self._links.values()
-            if link.state is LinkState.OPEN and link.id != exclude
+            if link.state is LinkState.OPEN and link.introduced and link.id != exclude
         ]
         for hub_id in self._hubs:
             conn = self._conns[self._by_peer[hub_id]]
@@ -833,6 +901,10 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
     def _to_channel(self, channel: ConnectionId, msg: Message) -> None:
         self._count.hub_frames_sent += 1
         link = self._links.get(channel)
+        js_hub = not self._capable(channel)
+        if js_hub and isinstance(msg, PeerDiscovered) and HUB_PATH in msg.data:
+            # A JS hub would hand our route on to its clients: it gets the reference's data.
+            msg = replace(msg, data={k: v for k, v in msg.data.items() if k != HUB_PATH})
         if link is not None:
             self._act(SendText(connection=channel, text=encode_message(msg)))
             return
@@ -845,50 +917,103 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         peer_id: PeerId,
         net: str,
         data: JsonObject,
+        route: tuple[Hop, ...],
         now: float,
         *,
         exclude: ConnectionId | None,
     ) -> None:
         if net == self.config.hub_mesh_namespace:
             return
+        msg = self._discovery(peer_id, net, data, route, now)
         for channel in self._channels(exclude):
-            self._to_channel(channel, self._discovery(peer_id, net, data, now))
+            self._to_channel(channel, msg)
 
     def _departure_to_hubs(
-        self, peer_id: PeerId, net: str, reason: str, now: float, *, exclude: ConnectionId | None
+        self,
+        peer_id: PeerId,
+        net: str,
+        reason: str,
+        now: float,
+        *,
+        exclude: ConnectionId | None,
+        ended: Hop | None = None,
+        lost_link: Hop | None = None,
     ) -> None:
+        """Tell hubs that take departures: announcement `ended` left, or `lost_link` broke."""
         if net == self.config.hub_mesh_namespace:
             return
         ts = self.wall_ms(now)
+        data: JsonObject = {"peerId": peer_id, "isHub": False, "reason": reason, "timestamp": ts}
+        if lost_link is not None:
+            data[LOST_LINK] = list(lost_link)
+        elif ended is not None:
+            data[HUB_PATH] = [list(ended)]
         msg = PeerDisconnected(
-            data={"peerId": peer_id, "isHub": False, "reason": reason, "timestamp": ts},
-            network_name=net,
-            from_peer_id=SYSTEM_SENDER,
-            timestamp=ts,
+            data=data, network_name=net, from_peer_id=SYSTEM_SENDER, timestamp=ts
         )
         for channel in self._channels(exclude):
             if self._capable(channel):
                 self._to_channel(channel, msg)
 
+    def _hub_path(self, channel: ConnectionId, data: JsonObject) -> tuple[Hop, ...] | None:
+        """The route in a discovery (HUB_PATH); for a JS hub's news, just that hub.
+
+        None when the field is malformed or longer than `MAX_HUB_PATH`.
+        """
+        raw = data.get(HUB_PATH)
+        if raw is None:
+            return ((self._channel_hub(channel) or UNKNOWN_HUB, 0),)
+        if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_HUB_PATH:
+            return None
+        hops = [_hop(item) for item in raw]
+        return tuple(hop for hop in hops if hop is not None) if None not in hops else None
+
+    def _gone_key(self, pid: PeerId, home: Hop) -> str:
+        return f"gone\x00{pid}\x00{home[0]}\x00{home[1]}"
+
+    def _lost_key(self, link: Hop) -> str:
+        return f"lost\x00{link[0]}\x00{link[1]}"
+
     def _on_remote_discovered(self, via: ConnectionId, msg: PeerDiscovered, now: float) -> None:
         peer_id = msg.peer_id
-        if peer_id is None or not is_valid_peer_id(peer_id):
+        path = self._hub_path(via, msg.data)
+        if peer_id is None or not is_valid_peer_id(peer_id) or path is None:
             self._count.rejected += 1
             return
         pid = PeerId(peer_id)
         net = msg.network
         if msg.is_hub or pid in self._by_peer or net == self.config.hub_mesh_namespace:
             return  # hubs are not peers; our own peers come back as echoes
+        home = path[-1] if path else None
+        if (
+            any(hub == self.hub_peer_id for hub, _ in path)
+            or (home is not None and self._relay_cache.contains(self._gone_key(pid, home), now))
+            or any(self._relay_cache.contains(self._lost_key(hop), now) for hop in path[:-1])
+        ):
+            # The news went round a cycle back to us, or it is older than the departure of
+            # that announcement or the loss of a link on its route (it crossed that news).
+            self._count.duplicates_suppressed += 1
+            return
         known = self._remote.get(pid)
         if known is not None:
-            if known.via != via or known.network == net:
+            newer = (
+                home is not None
+                and known.home is not None
+                and home[0] == known.home[0]
+                and home[1] > known.home[1]
+            ) or (known.via == via and known.network != net)
+            if not newer:
                 self._count.duplicates_suppressed += 1
                 return
-            self._forget_remote(pid, now, reason="changed network")
+            # The peer announced again on its hub (maybe in another namespace): replace.
+            self._forget_remote(pid, now, reason="changed network", exclude=None, tell_hubs=False)
         if len(self._remote) >= self.config.max_remote_peers:
             self._count.remote_dropped += 1
             return
-        self._remote[pid] = _Remote(via=via, network=net, data=dict(msg.data))
+        stored = {k: v for k, v in msg.data.items() if k != HUB_PATH}
+        remote = self._remote[pid] = _Remote(
+            via=via, via_tag=self._channel_tag(via), network=net, data=stored, path=path
+        )
         self._emit(RemotePeerLearned(peer_id=pid, network_name=net, via=via))
         data = self._remote_data(pid)
         members = [
@@ -908,30 +1033,91 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                     timestamp=ts,
                 ),
             )
-        self._announce_to_hubs(pid, net, data, now, exclude=via)
+        self._announce_to_hubs(pid, net, data, self._route(remote), now, exclude=via)
 
     def _on_remote_gone(self, via: ConnectionId, msg: PeerDisconnected, now: float) -> None:
         peer_id = msg.peer_id
-        if peer_id is None:
+        if peer_id is None or not is_valid_peer_id(peer_id):
             return
         pid = PeerId(peer_id)
         known = self._remote.get(pid)
+        if known is not None and known.network != msg.network:
+            # A JS hub we dialled tells every socket of a departure, with no namespace: it
+            # stands for the peers we learnt from that hub.
+            js_notice = msg.network_name is None and known.via == via and not self._capable(via)
+            if not js_notice:
+                known = None
+        if LOST_LINK in msg.data:
+            lost = _hop(msg.data[LOST_LINK])
+            if lost is None:
+                self._count.rejected += 1
+                return
+            self._on_route_lost(via, pid, msg.network, known, lost, now)
+            return
+        # The peer left its hub: true whichever way we reach it. Remember which
+        # announcement ended, so that news of it still in flight elsewhere is refused.
+        ended: Hop | None = None
+        raw = msg.data.get(HUB_PATH)
+        if isinstance(raw, list) and len(raw) == 1:
+            ended = _hop(raw[0])
+        if ended is not None:
+            self._relay_cache.check_and_add(self._gone_key(pid, ended), now)
         if known is None:
-            return
-        if known.via != via:
-            # We reach it another way: tell that side, so a cycle heals instead of forgetting.
-            self._to_channel(via, self._discovery(pid, known.network, self._remote_data(pid), now))
-            return
-        self._forget_remote(pid, now, reason="left network")
+            return  # never knew it, or already forgot it: the news stops here
+        if ended is not None and known.home is not None and known.home != ended:
+            return  # a later announcement of the peer is what we know: keep it
+        reason = msg.data.get("reason")
+        text = reason[:64] if isinstance(reason, str) and reason else "left network"
+        self._forget_remote(pid, now, reason=text, exclude=via, ended=ended)
 
-    def _forget_remote(self, pid: PeerId, now: float, *, reason: str) -> None:
+    def _on_route_lost(
+        self,
+        via: ConnectionId,
+        pid: PeerId,
+        net: str,
+        known: _Remote | None,
+        lost: Hop,
+        now: float,
+    ) -> None:
+        """Another hub's route to `pid` died with link `lost`; ours may not use that link."""
+        if known is None:
+            self._relay_cache.check_and_add(self._lost_key(lost), now)
+            local = self._conns.get(self._by_peer.get(pid, ConnectionId(0)))
+            if local is not None and local.network == net and not local.is_hub:
+                # The peer is ours: whoever lost its route can reach it through us.
+                data = self._discovered_data(local)
+                self._to_channel(via, self._discovery(pid, net, data, self._home_route(local), now))
+            return
+        self._relay_cache.check_and_add(self._lost_key(lost), now)
+        route = self._route(known)
+        if lost in route[:-1] or known.via == via:
+            self._forget_remote(pid, now, reason=REASON_LINK_DOWN, exclude=via, lost_link=lost)
+            return
+        # Our route avoids the broken link: teach it to the hub that lost its own.
+        data = self._remote_data(pid)
+        self._to_channel(via, self._discovery(pid, known.network, data, route, now))
+
+    def _forget_remote(
+        self,
+        pid: PeerId,
+        now: float,
+        *,
+        reason: str,
+        exclude: ConnectionId | None,
+        ended: Hop | None = None,
+        lost_link: Hop | None = None,
+        tell_hubs: bool = True,
+    ) -> None:
         remote = self._remote.pop(pid)
         self._emit(RemotePeerGone(peer_id=pid, network_name=remote.network))
         ts = self.wall_ms(now)
         data: JsonObject = {"peerId": pid, "isHub": False, "reason": reason, "timestamp": ts}
         for member in self._networks.get(remote.network, ()):
+            conn = self._conns[self._by_peer[member]]
+            if conn.is_hub:
+                continue
             self._send(
-                self._conns[self._by_peer[member]],
+                conn,
                 PeerDisconnected(
                     data=data,
                     network_name=remote.network,
@@ -940,11 +1126,22 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                     timestamp=ts,
                 ),
             )
-        self._departure_to_hubs(pid, remote.network, reason, now, exclude=remote.via)
+        if tell_hubs:
+            self._departure_to_hubs(
+                pid,
+                remote.network,
+                reason,
+                now,
+                exclude=exclude,
+                ended=ended,
+                lost_link=lost_link,
+            )
 
-    def _drop_remotes_via(self, via: ConnectionId, now: float, *, reason: str) -> None:
+    def _drop_remotes_via(self, via: ConnectionId, tag: int, now: float, *, reason: str) -> None:
+        lost = (self.hub_peer_id or "", tag)
+        self._relay_cache.check_and_add(self._lost_key(lost), now)
         for pid in [p for p, r in self._remote.items() if r.via == via]:
-            self._forget_remote(pid, now, reason=reason)
+            self._forget_remote(pid, now, reason=reason, exclude=via, lost_link=lost)
 
     def _relay_key(self, msg: Message) -> str:
         data = json.loads(encode_message(replace(msg, timestamp=None, network_name=None)))
@@ -973,6 +1170,9 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
             channels = [] if remote.via == arrival else [remote.via]
         else:
             channels = self._channels(arrival)  # unknown target: ask every other hub
+        if isinstance(relay, ConnectionRejected):
+            # JS hubs answer it with 'error' (their peers could not receive it anyway).
+            channels = [c for c in channels if self._capable(c)]
         if not channels:
             self._count.dropped_unroutable += 1
             return
@@ -992,7 +1192,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
 
     def _dial(self, boot: _Bootstrap, now: float) -> None:
         self._next_conn += 1
-        link = _Link(id=ConnectionId(self._next_conn), url=boot.url)
+        link = _Link(id=ConnectionId(self._next_conn), url=boot.url, tag=self._new_tag())
         self._links[link.id] = link
         boot.link = link.id
         boot.retry_at = None
@@ -1015,7 +1215,8 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         self._to_channel(
             link.id, Announce(data=announce, network_name=self.config.hub_mesh_namespace)
         )
-        self._send_known_peers(link.id, now)
+        if link.introduced:
+            self._send_known_peers(link.id, now)
 
     def _link_down(self, link: _Link, now: float, *, code: int, reason: str) -> None:
         del self._links[link.id]
@@ -1029,7 +1230,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                         url=link.url, code=code, reason=reason, retry_at=boot.retry_at
                     )
                 )
-        self._drop_remotes_via(link.id, now, reason="hub link down")
+        self._drop_remotes_via(link.id, link.tag, now, reason=REASON_LINK_DOWN)
 
     def _fail_link(self, link: _Link, now: float, reason: str) -> None:
         self._count.auth_failures += 1
@@ -1050,6 +1251,16 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
                 FrameRejected(connection=link.id, peer_id=None, field=err.field, reason=err.reason)
             )
             return
+        if isinstance(msg, Connected) and not link.introduced:
+            # What the other hub is decides what it gets: ours list their capabilities in
+            # 'connected'; JS hubs list none and never receive departures or routes.
+            link.introduced = True
+            caps = msg.data.get("capabilities")
+            if isinstance(caps, list):
+                link.capabilities = tuple(c for c in caps if isinstance(c, str))[:16]
+            if link.state is LinkState.OPEN:
+                self._send_known_peers(link.id, now)
+                return
         secret = self.config.hub_secret
         if link.state is LinkState.AUTHENTICATING and secret is not None:
             if isinstance(msg, Connected) and link.nonce is None:
@@ -1072,10 +1283,12 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
             return
         match msg:
             case PeerDiscovered() if msg.is_hub:
-                if msg.data.get("self") is True:
+                if msg.data.get("self") is True:  # our self-description, as the acceptor
                     caps = msg.data.get("capabilities")
                     if isinstance(caps, list):
                         link.capabilities = tuple(c for c in caps if isinstance(c, str))[:16]
+                    if msg.peer_id is not None and is_valid_peer_id(msg.peer_id):
+                        link.hub_id = msg.peer_id
             case PeerDiscovered():
                 self._on_remote_discovered(link.id, msg, now)
             case PeerDisconnected():
@@ -1100,7 +1313,8 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if net is None:
             return
         if not conn.is_hub:
-            self._departure_to_hubs(conn.peer_id, net, reason, now, exclude=None)
+            ended = (self.hub_peer_id or "", conn.serial)
+            self._departure_to_hubs(conn.peer_id, net, reason, now, exclude=None, ended=ended)
         members = self._networks.get(net)
         if members is not None:
             members.pop(conn.peer_id, None)
@@ -1135,7 +1349,7 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if conn.is_hub and conn.peer_id in self._hubs:
             del self._hubs[conn.peer_id]
             self._emit(HubUnregistered(peer_id=conn.peer_id, total_hubs=len(self._hubs)))
-            self._drop_remotes_via(conn.id, now, reason="hub link down")
+            self._drop_remotes_via(conn.id, conn.tag, now, reason=REASON_LINK_DOWN)
         self._emit(
             PeerDeparted(
                 peer_id=conn.peer_id, code=code, reason=reason, total_connections=len(self._conns)
@@ -1198,14 +1412,38 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
+def _hop(item: object) -> Hop | None:
+    """One HUB_PATH / LOST_LINK entry, ``[hubId, n]``, or None when malformed."""
+    if not isinstance(item, list) or len(item) != 2:
+        return None
+    hub, n = item
+    if not isinstance(hub, str) or not is_valid_peer_id(hub):
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**53:
+        return None
+    return (hub, n)
+
+
+_ENVELOPE_FIELDS: Final = frozenset(
+    ("network_name", "from_peer_id", "target_peer_id", "timestamp", "max_peers")
+)
+# Each message type's own fields (the payload), for building relay copies without replace().
+_PAYLOAD_FIELDS: Final[dict[type, tuple[str, ...]]] = {
+    cls: tuple(f.name for f in fields(cls) if f.name not in _ENVELOPE_FIELDS)
+    for cls in get_args(Message)
+}
+
+
 def _with_envelope(
     msg: Message, *, from_peer_id: str, network_name: str, timestamp: int
 ) -> Message:
     """A relay copy of `msg`: same payload, the server's envelope, no ``maxPeers``."""
-    return replace(
-        msg,
+    cls = type(msg)
+    payload = {name: getattr(msg, name) for name in _PAYLOAD_FIELDS[cls]}
+    return cls(
         from_peer_id=from_peer_id,
         network_name=network_name,
         timestamp=timestamp,
-        max_peers=None,
+        target_peer_id=msg.target_peer_id,
+        **payload,
     )
