@@ -213,7 +213,11 @@ class PeerPigeonMesh:
         predicate: Callable[[Any], bool] | None = None,
         timeout: float = 30.0,
     ) -> MeshEvent:
-        """The next event of `kind` (matching `predicate`); raises TimeoutError."""
+        """The next queued event of `kind` (matching `predicate`); raises TimeoutError.
+
+        It reads the same queue as `events()`: events it skips are consumed. Use either
+        this or `events()` in one task, or callbacks (`on`) to watch without consuming.
+        """
         with anyio.fail_after(timeout):
             async for event in self.events():
                 if isinstance(event, kind) and (predicate is None or predicate(event)):
@@ -285,8 +289,39 @@ class PeerPigeonMesh:
     # --- application calls ------------------------------------------------------------------
 
     def send_direct_message(self, peer: str, content: JsonValue) -> str:
-        """Send `content` to a neighbour (the reference's ``dm`` gossip); returns its id."""
+        """Send `content` to any peer (the reference's ``dm`` gossip, routed); returns its id.
+
+        Raises `UsageError` (bad ID, not JSON, too large, no neighbour to route through).
+        """
         message_id = self.machine.send_direct_message(PeerId(peer), content, anyio.current_time())
+        self._perform()
+        return message_id
+
+    def send_message(self, content: str) -> str:
+        """Broadcast chat `content` to the whole mesh (``sendMessage``); returns its id.
+
+        Raises `UsageError` unless `content` is a non-empty string, as JS requires.
+        """
+        message_id = self.machine.send_message(content, anyio.current_time())
+        self._perform()
+        return message_id
+
+    def send_binary_data(self, peer: str, data: bytes | bytearray | memoryview) -> None:
+        """Send `data` to the neighbour `peer` (``sendBinaryData``): exactly these bytes.
+
+        Raises `UsageError` when `peer` is not a neighbour or `data` is larger than the
+        channel allows (JS would drop it silently).
+        """
+        self.machine.send_binary_data(PeerId(peer), bytes(data), anyio.current_time())
+        self._perform()
+
+    def broadcast_binary_data(self, data: bytes | bytearray | memoryview) -> str:
+        """Flood `data` to the Python peers of the mesh; returns its id.
+
+        JS peers never receive it (JS's own ``broadcastBinaryData`` throws). Raises
+        `UsageError` when no neighbour is a Python peer or `data` is too large.
+        """
+        message_id = self.machine.broadcast_binary_data(bytes(data), anyio.current_time())
         self._perform()
         return message_id
 
@@ -364,6 +399,7 @@ class PeerPigeonMesh:
     def _fail(self, worker: _Worker, reason: str) -> None:
         if self._workers.get(worker.peer) is worker and not worker.closed:
             worker.closed = True
+            worker.send.close()
             self.machine.link_failed(worker.peer, reason, anyio.current_time())
             self._perform()
 
@@ -385,9 +421,11 @@ class PeerPigeonMesh:
                 )
             case Closed(reason=reason):
                 worker.closed = True
+                worker.send.close()  # its task ends (and forgets the link) once drained
                 self.machine.link_closed(peer, reason, now)
             case Failed(reason=reason):
                 worker.closed = True
+                worker.send.close()
                 self.machine.link_failed(peer, reason, now)
             case _:
                 return

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from peerpigeon.protocol.client import ClientConfig
 from peerpigeon.protocol.errors import ConfigError
-from peerpigeon.protocol.frames import DEFAULT_MAX_DATA_FRAME_BYTES
+from peerpigeon.protocol.frames import DEFAULT_GOSSIP_TTL, DEFAULT_MAX_DATA_FRAME_BYTES
+from peerpigeon.protocol.gossip import GossipConfig
 from peerpigeon.protocol.ids import PeerId, is_valid_peer_id
 from peerpigeon.protocol.topology import TopologyConfig
 from peerpigeon.protocol.wire import DEFAULT_MAX_FRAME_BYTES, GLOBAL_NETWORK
@@ -51,6 +52,9 @@ class MeshConfig:
         xor_routing: prefer XOR-closest peers; evict the farthest [xorRouting].
         keep_ring: also keep the two ring neighbours (`topology`), which keeps the mesh
             connected; off gives the reference's pure XOR preference.
+        xor_buckets: spread the other links over XOR-distance levels (Kademlia-style
+            buckets, `topology`) so that greedy XOR routing and flooding need O(log N)
+            hops; off gives the reference's XOR-closest preference.
         connection_timeout_s: a dial or answer whose channel is not open by then is
             abandoned (and the dial retried with backoff).
         dial_backoff_base_s, dial_backoff_cap_s: the n-th consecutive failed dial to a
@@ -72,6 +76,10 @@ class MeshConfig:
             the window.
         max_known_peers: bound of the known-peer table (the oldest unlinked goes).
         max_seen_messages, seen_ttl_s: bound and lifetime of the seen gossip ids.
+        max_ttl, max_path_length, max_message_age_s, max_message_bytes, max_binary_bytes,
+            max_broadcast_binary_bytes, max_pending_binary, advert_delay_s: the gossip
+            layer's settings (`GossipConfig`; ``max_ttl`` defaults to the reference's 10,
+            and JS neighbours never get more).
         max_candidates_per_link: ICE candidates forwarded per link; more are dropped.
         max_data_frame_bytes: largest data-channel text frame accepted.
         max_bad_frames: undecodable data frames tolerated per link before closing it.
@@ -91,6 +99,7 @@ class MeshConfig:
     eviction_strategy: bool = True
     xor_routing: bool = True
     keep_ring: bool = True
+    xor_buckets: bool = True
     connection_timeout_s: float = 15.0
     dial_backoff_base_s: float = 1.0
     dial_backoff_cap_s: float = 60.0
@@ -99,7 +108,7 @@ class MeshConfig:
     evicted_backoff_s: float = 30.0
     dial_jitter: float = 0.5
     optimize_interval_s: float = 5.0
-    optimize_delay_s: float = 0.5
+    optimize_delay_s: float = 0.02
     eviction_linger_s: float = 1.0
     rediscovery_grace_s: float = 10.0
     fallback_after_s: float = 30.0
@@ -108,6 +117,14 @@ class MeshConfig:
     max_known_peers: int = 10_000
     max_seen_messages: int = 10_000
     seen_ttl_s: float = 300.0
+    max_ttl: int = DEFAULT_GOSSIP_TTL
+    max_path_length: int = 64
+    max_message_age_s: float | None = None
+    max_message_bytes: int = 65_536
+    max_binary_bytes: int = 262_144
+    max_broadcast_binary_bytes: int = 65_536
+    max_pending_binary: int = 16
+    advert_delay_s: float = 0.5
     max_candidates_per_link: int = 64
     max_data_frame_bytes: int = DEFAULT_MAX_DATA_FRAME_BYTES
     max_bad_frames: int = 50
@@ -163,6 +180,22 @@ class MeshConfig:
         _count(self.max_bad_frames, "max_bad_frames", 0)
         _count(self.max_data_frame_bytes, "max_data_frame_bytes", 1024)
         self.client_config((_PLACEHOLDER_URL,), self.network_name)
+        self.gossip()
+
+    def gossip(self) -> GossipConfig:
+        """The gossip layer's part of the settings."""
+        return GossipConfig(
+            max_ttl=self.max_ttl,
+            max_path_length=self.max_path_length,
+            max_seen=self.max_seen_messages,
+            seen_ttl_s=self.seen_ttl_s,
+            max_message_age_s=self.max_message_age_s,
+            max_message_bytes=self.max_message_bytes,
+            max_binary_bytes=self.max_binary_bytes,
+            max_broadcast_binary_bytes=self.max_broadcast_binary_bytes,
+            max_pending_binary=self.max_pending_binary,
+            advert_delay_s=self.advert_delay_s,
+        )
 
     def topology(self) -> TopologyConfig:
         """The topology's part of the settings."""
@@ -173,6 +206,7 @@ class MeshConfig:
             eviction_strategy=self.eviction_strategy,
             auto_discovery=self.auto_discovery,
             keep_ring=self.keep_ring,
+            xor_buckets=self.xor_buckets,
         )
 
     def client_config(self, urls: tuple[str, ...], network_name: str) -> ClientConfig:
