@@ -4,7 +4,8 @@ Jupyter runs each cell in its own asyncio task, while an anyio task group (insid
 `PeerPigeonServer`, `SignalingSession`, ...) must be exited by the task that entered it. So
 ``await stack.enter_async_context(server)`` in one cell and ``await stack.aclose()`` in
 another fails. `Background` enters each context manager in a task of its own, which stays
-parked inside the ``async with`` until `aclose`; the value is handed back to the cell.
+parked inside the ``async with`` until `exit` (that one) or `aclose` (all); the value
+is handed back to the cell.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ class Background:
     """Async context managers held open by background tasks (asyncio; notebooks).
 
     ``value = await bg.enter(cm)`` enters `cm` in a new task and returns what its
-    ``__aenter__`` returned (or raises what it raised). ``await bg.aclose()`` exits them
-    all, the last entered first. Also usable as ``async with Background() as bg``.
+    ``__aenter__`` returned (or raises what it raised). ``await bg.exit(value)`` exits that
+    one now (e.g. stop one peer of several); ``await bg.aclose()`` exits the rest, the last
+    entered first. Also usable as ``async with Background() as bg``.
     """
 
     def __init__(self) -> None:
-        self._held: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+        self._held: list[tuple[object, asyncio.Event, asyncio.Task[None]]] = []
 
     def __len__(self) -> int:
         return len(self._held)
@@ -58,14 +60,28 @@ class Background:
             release.set()
             await asyncio.gather(task, return_exceptions=True)
             raise
-        self._held.append((release, task))
+        self._held.append((value, release, task))
         return value
+
+    async def exit(self, value: object) -> None:
+        """Exit the held context manager that `enter` returned `value` for, now.
+
+        The others stay open. Raises `KeyError` if nothing held has that value (compared
+        by identity; the latest entered first), or what exiting it raised.
+        """
+        for index in range(len(self._held) - 1, -1, -1):
+            if self._held[index][0] is value:
+                _, release, task = self._held.pop(index)
+                release.set()
+                await task
+                return
+        raise KeyError(f"not held: {value!r}")
 
     async def aclose(self) -> None:
         """Exit every held context manager, last entered first; re-raises the first error."""
         first: BaseException | None = None
         while self._held:
-            release, task = self._held.pop()
+            _, release, task = self._held.pop()
             release.set()
             try:
                 await task
