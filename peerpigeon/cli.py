@@ -1,4 +1,4 @@
-"""The ``peerpigeon`` command: ``hub``, ``peer``, ``demo``.
+"""The ``peerpigeon`` command: ``hub``, ``peer``, ``demo``, ``sim``.
 
 ``peerpigeon hub`` runs a signaling server (a hub with ``--hub``) on 127.0.0.1:3000 by
 default; exposing it on other interfaces is a deliberate ``--host 0.0.0.0``. Where no flag
@@ -107,7 +107,14 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep-running", action="store_true", help="keep running until Ctrl-C instead of exiting"
     )
+    _add_sim(sub)
     return parser
+
+
+def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from peerpigeon.sim_cli import add_sim_parser
+
+    add_sim_parser(sub)
 
 
 def _hub_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
@@ -200,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
         if args.command == "peer":
             return _run_peer(args)
+        if args.command == "sim":
+            from peerpigeon.sim_cli import run_sim
+
+            return run_sim(args)
         if args.command == "demo":
             from peerpigeon.demo import run_demo
 

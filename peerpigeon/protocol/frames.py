@@ -1,11 +1,24 @@
 """Data-channel framing: JSON text frames <-> typed values; stateless, strict codecs.
 
 Wire shapes: reference/data-plane.md sections 1.1 (receive dispatch), 3.1 (gossip envelope,
-which also carries direct messages), 4.1 (eviction notice) and 4.2 (``signaling`` wrapper).
-`decode_data_frame` turns one text frame into a `DataFrame` or raises `DecodeError` naming the
-field; frames of kinds that later layers own (binary headers, streams, DHT, the receive-only
-hub-era types) decode to `OtherFrame`, so those layers can add their own dataclasses here
-without changing the dispatch.
+which also carries direct messages), 4.1 (eviction notice), 4.2 (``signaling`` wrapper) and
+5 (binary header). `decode_data_frame` turns one text frame into a `DataFrame` or raises
+`DecodeError` naming the field; frames of kinds that later layers own (streams, DHT, the
+receive-only hub-era types) decode to `OtherFrame`, so those layers can add their own
+dataclasses here without changing the dispatch.
+
+Two frame types are this port's own, spoken between Python peers only (a JS peer hands an
+unknown ``type`` to its gossip handler, which drops it for lack of ``id``/``subtype``):
+
+* ``__PP_HELLO__`` (`Hello`): sent on every new channel; says "I am a Python peer", the
+  largest TTL it accepts, its features and its current neighbours (for routing).
+* ``__PP_BINARY__`` (`BinaryGossipHeader`): a gossip envelope without ``content`` whose
+  payload is the next binary frame: binary broadcast. It is only sent to peers that said
+  hello, and pairs with its payload like ``__BINARY__`` (data-plane 5.2).
+
+A binary header that cannot be used (bad ``size``, bad envelope) still decodes, to
+`BadBinaryHeader`: its payload follows on the channel and must be paired and dropped, or
+every later binary message on that channel would be misattributed (data-plane W-BIN-2).
 
 Unlike the reference, a frame is gossip only when its ``type`` is ``"gossip"``: JS also treats
 any frame of an unknown type that has gossip-like fields as gossip (data-plane W-GOS-8).
@@ -23,39 +36,64 @@ from .ids import PeerId, is_valid_peer_id, parse_peer_id
 from .wire import GLOBAL_NETWORK, JsonObject, JsonValue, decode_json_object
 
 __all__ = [
+    "BINARY_GOSSIP_TYPE",
     "BINARY_HEADER_TYPE",
     "DEFAULT_EVICTION_REASON",
     "DEFAULT_GOSSIP_TTL",
     "DEFAULT_MAX_DATA_FRAME_BYTES",
     "FILTERED_TYPES",
     "GOSSIP_RESERVED_KEYS",
+    "HELLO_TYPE",
+    "HELLO_VERSION",
+    "JS_MAX_TTL",
+    "MAX_BINARY_SIZE",
     "MAX_GOSSIP_ID_LENGTH",
+    "MAX_HELLO_FEATURES",
+    "MAX_HELLO_NEIGHBOURS",
     "MAX_PATH_LENGTH",
     "MAX_SUBTYPE_LENGTH",
+    "STREAM_CHUNK_TYPE",
     "STREAM_TYPE_PREFIX",
+    "BadBinaryHeader",
+    "BinaryGossipHeader",
+    "BinaryHeader",
     "DataFrame",
     "EvictionNotice",
     "GossipMessage",
+    "Hello",
     "OtherFrame",
     "SignalingEnvelope",
     "decode_data_frame",
+    "decode_data_object",
     "decode_eviction",
     "decode_gossip",
     "decode_signaling",
+    "encode_binary_gossip_header",
+    "encode_binary_header",
     "encode_data_frame",
     "encode_eviction",
     "encode_gossip",
+    "encode_hello",
     "encode_signaling",
+    "expects_payload",
 ]
 
 DEFAULT_GOSSIP_TTL: Final = 10  # the reference's maxTTL (data-plane 3.7)
+JS_MAX_TTL: Final = 10  # a JS peer reports 10 - ttl as hops: never send it more
 DEFAULT_MAX_DATA_FRAME_BYTES: Final = 262_144  # the a=max-message-size Chrome and aiortc offer
 DEFAULT_EVICTION_REASON: Final = "topology optimization"
 MAX_GOSSIP_ID_LENGTH: Final = 128  # JS ids are 32 hex characters
 MAX_SUBTYPE_LENGTH: Final = 64
 MAX_PATH_LENGTH: Final = 64  # a path grows by one per hop and the TTL is 10
 BINARY_HEADER_TYPE: Final = "__BINARY__"
+BINARY_GOSSIP_TYPE: Final = "__PP_BINARY__"
+HELLO_TYPE: Final = "__PP_HELLO__"
+HELLO_VERSION: Final = 1
+MAX_HELLO_NEIGHBOURS: Final = 50  # max_peers is 1..50
+MAX_HELLO_FEATURES: Final = 16
+MAX_BINARY_SIZE: Final = 1 << 31  # a size field above this is nonsense (SCTP tops at 2**32)
 STREAM_TYPE_PREFIX: Final = "__STREAM_"
+STREAM_CHUNK_TYPE: Final = "__STREAM_CHUNK__"
 # Receive-only types of the hub era and top-level renegotiation (data-plane 4.3, 4.4).
 FILTERED_TYPES: Final = frozenset(
     {
@@ -151,6 +189,68 @@ class SignalingEnvelope:
 
 
 @dataclass(frozen=True, slots=True)
+class BinaryHeader:
+    """``{"type":"__BINARY__","size":N}``: the next binary frame is a payload of N bytes."""
+
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BinaryGossipHeader:
+    """``__PP_BINARY__`` (ours): a broadcast whose payload is the next binary frame.
+
+    The fields are the gossip envelope's (data-plane 3.1) without ``subtype`` and
+    ``content``; ``size`` is the payload's length. ``extra`` keeps unknown fields.
+    """
+
+    id: str
+    from_peer: PeerId
+    size: int
+    network_name: str | None = None
+    timestamp: int | float | None = None
+    ttl: int | float | None = None
+    path: tuple[str, ...] | None = None
+    extra: JsonObject = field(default_factory=dict)
+
+    @property
+    def network(self) -> str:
+        """The namespace: ``networkName``, or ``"global"`` when absent."""
+        return self.network_name or GLOBAL_NETWORK
+
+    def relayed_by(self, peer_id: str) -> BinaryGossipHeader:
+        """The copy a relay sends: ``ttl`` minus one and `peer_id` appended to ``path``."""
+        ttl = None if self.ttl is None else self.ttl - 1
+        return replace(self, ttl=ttl, path=(*(self.path or ()), peer_id))
+
+
+@dataclass(frozen=True, slots=True)
+class BadBinaryHeader:
+    """A binary header (``__BINARY__`` or ``__PP_BINARY__``) that cannot be used.
+
+    Its payload still follows: the receiver pairs it with this header and drops it.
+    """
+
+    frame_type: str
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello:
+    """``__PP_HELLO__`` (ours): a Python peer's capabilities and neighbours.
+
+    ``max_ttl`` is the largest TTL it accepts (senders cap what they send it);
+    ``neighbours`` its open links when sent (for neighbour-of-neighbour routing).
+    """
+
+    from_peer: PeerId
+    version: int = HELLO_VERSION
+    max_ttl: int = DEFAULT_GOSSIP_TTL
+    features: tuple[str, ...] = ()
+    neighbours: tuple[PeerId, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class OtherFrame:
     """A well-formed frame of a type no codec here handles yet (kept whole for later layers).
 
@@ -162,7 +262,31 @@ class OtherFrame:
     body: JsonObject
 
 
-DataFrame: TypeAlias = GossipMessage | EvictionNotice | SignalingEnvelope | OtherFrame
+DataFrame: TypeAlias = (
+    GossipMessage
+    | EvictionNotice
+    | SignalingEnvelope
+    | BinaryHeader
+    | BinaryGossipHeader
+    | BadBinaryHeader
+    | Hello
+    | OtherFrame
+)
+
+
+def expects_payload(frame: DataFrame) -> bool:
+    """Whether a binary frame carrying this header's payload follows on the channel.
+
+    True for every binary header, usable or not, and for a stream chunk sent as binary
+    (data-plane 5.2: one FIFO of descriptors per channel, shared with streams).
+    """
+    if isinstance(frame, BinaryHeader | BinaryGossipHeader | BadBinaryHeader):
+        return True
+    return (
+        isinstance(frame, OtherFrame)
+        and frame.frame_type == STREAM_CHUNK_TYPE
+        and frame.body.get("encoding") == "binary"
+    )
 
 
 # --- decoding ----------------------------------------------------------------------------
@@ -201,8 +325,25 @@ def _required_str(obj: JsonObject, key: str, max_length: int) -> str:
     return value
 
 
-def decode_gossip(obj: JsonObject) -> GossipMessage:
-    """Validate a parsed ``gossip`` object; raises `DecodeError` naming the field."""
+def _path(obj: JsonObject, max_path: int) -> tuple[str, ...] | None:
+    raw_path = obj.get("path")
+    if raw_path is None:
+        return None
+    if not isinstance(raw_path, list):
+        raise DecodeError("path", "must be an array")
+    if len(raw_path) > max_path:
+        raise DecodeError("path", f"longer than {max_path} entries")
+    for hop in raw_path:
+        if not isinstance(hop, str) or len(hop) > MAX_GOSSIP_ID_LENGTH:
+            raise DecodeError("path", "entries must be peer ID strings")
+    return tuple(hop for hop in raw_path if isinstance(hop, str))
+
+
+def decode_gossip(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> GossipMessage:
+    """Validate a parsed ``gossip`` object; raises `DecodeError` naming the field.
+
+    `max_path` bounds the ``path`` array (field ``path``).
+    """
     if obj.get("type") != "gossip":
         raise DecodeError("type", "must be 'gossip'")
     msg_id = _required_str(obj, "id", MAX_GOSSIP_ID_LENGTH)
@@ -213,17 +354,7 @@ def decode_gossip(obj: JsonObject) -> GossipMessage:
     to = _opt_str(obj, "to", max_length=MAX_GOSSIP_ID_LENGTH)
     if to is not None and not is_valid_peer_id(to.strip()):
         raise DecodeError("to", "must be 40 hex characters")
-    raw_path = obj.get("path")
-    path: tuple[str, ...] | None = None
-    if raw_path is not None:
-        if not isinstance(raw_path, list):
-            raise DecodeError("path", "must be an array")
-        if len(raw_path) > MAX_PATH_LENGTH:
-            raise DecodeError("path", f"longer than {MAX_PATH_LENGTH} entries")
-        for hop in raw_path:
-            if not isinstance(hop, str) or len(hop) > MAX_GOSSIP_ID_LENGTH:
-                raise DecodeError("path", "entries must be peer ID strings")
-        path = tuple(hop for hop in raw_path if isinstance(hop, str))
+    path = _path(obj, max_path)
     extra = {key: value for key, value in obj.items() if key not in GOSSIP_RESERVED_KEYS}
     return GossipMessage(
         id=msg_id,
@@ -266,25 +397,102 @@ def decode_signaling(obj: JsonObject) -> SignalingEnvelope:
     )
 
 
+def _size(obj: JsonObject) -> int:
+    size = obj.get("size")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise DecodeError("size", "must be an integer")
+    if not 0 <= size <= MAX_BINARY_SIZE:
+        raise DecodeError("size", f"must be 0..{MAX_BINARY_SIZE}")
+    return size
+
+
+def _decode_binary_gossip(obj: JsonObject, max_path: int) -> BinaryGossipHeader:
+    size = _size(obj)
+    msg_id = _required_str(obj, "id", MAX_GOSSIP_ID_LENGTH)
+    sender = parse_peer_id(obj.get("from"), "from")
+    extra = {
+        key: value
+        for key, value in obj.items()
+        if key not in GOSSIP_RESERVED_KEYS and key != "size"
+    }
+    return BinaryGossipHeader(
+        id=msg_id,
+        from_peer=sender,
+        size=size,
+        network_name=_opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH),
+        timestamp=_opt_number(obj, "timestamp"),
+        ttl=_opt_number(obj, "ttl"),
+        path=_path(obj, max_path),
+        extra=extra,
+    )
+
+
+def _decode_hello(obj: JsonObject) -> Hello:
+    sender = parse_peer_id(obj.get("from"), "from")
+    version = obj.get("v")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DecodeError("v", "must be a positive integer")
+    max_ttl = obj.get("maxTtl")
+    if isinstance(max_ttl, bool) or not isinstance(max_ttl, int) or not 1 <= max_ttl <= 1024:
+        raise DecodeError("maxTtl", "must be an integer 1..1024")
+    features = obj.get("features", [])
+    if not isinstance(features, list) or len(features) > MAX_HELLO_FEATURES:
+        raise DecodeError("features", f"must be an array of at most {MAX_HELLO_FEATURES}")
+    if not all(isinstance(f, str) and len(f) <= MAX_SUBTYPE_LENGTH for f in features):
+        raise DecodeError("features", "entries must be short strings")
+    neighbours = obj.get("neighbours", [])
+    if not isinstance(neighbours, list) or len(neighbours) > MAX_HELLO_NEIGHBOURS:
+        raise DecodeError("neighbours", f"must be an array of at most {MAX_HELLO_NEIGHBOURS}")
+    return Hello(
+        from_peer=sender,
+        version=version,
+        max_ttl=max_ttl,
+        features=tuple(f for f in features if isinstance(f, str)),
+        neighbours=tuple(parse_peer_id(n, "neighbours") for n in neighbours),
+    )
+
+
 def decode_data_frame(
-    raw: str | bytes, *, max_bytes: int = DEFAULT_MAX_DATA_FRAME_BYTES
+    raw: str | bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_DATA_FRAME_BYTES,
+    max_path: int = MAX_PATH_LENGTH,
 ) -> DataFrame:
     """Decode one text frame of the data channel; raises `DecodeError` naming the field.
 
-    `max_bytes` bounds the frame's UTF-8 size (field ``frame``).
+    `max_bytes` bounds the frame's UTF-8 size (field ``frame``), `max_path` the ``path`` of
+    gossip. A binary header never raises once its ``type`` is read: an unusable one is a
+    `BadBinaryHeader`, since its payload must still be paired and dropped.
     """
     obj = decode_json_object(raw, max_bytes=max(max_bytes, 1))
+    return decode_data_object(obj, max_path=max_path)
+
+
+def decode_data_object(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> DataFrame:
+    """`decode_data_frame` for a frame already parsed as a JSON object."""
     kind = obj.get("type")
     if kind is None:
         raise DecodeError("type", "is required")
     if not isinstance(kind, str):
         raise DecodeError("type", "must be a string")
     if kind == "gossip":
-        return decode_gossip(obj)
+        return decode_gossip(obj, max_path=max_path)
     if kind == "eviction":
         return decode_eviction(obj)
     if kind == "signaling":
         return decode_signaling(obj)
+    if kind == BINARY_HEADER_TYPE:
+        try:
+            return BinaryHeader(_size(obj))
+        except DecodeError as err:
+            return BadBinaryHeader(kind, err.field, err.reason)
+    if kind == BINARY_GOSSIP_TYPE:
+        try:
+            return _decode_binary_gossip(obj, max_path)
+        except DecodeError as err:
+            return BadBinaryHeader(kind, err.field, err.reason)
+    if kind == HELLO_TYPE:
+        return _decode_hello(obj)
     return OtherFrame(kind, obj)
 
 
@@ -324,6 +532,44 @@ def encode_gossip(msg: GossipMessage) -> str:
     return _dumps(out)
 
 
+def encode_binary_header(size: int) -> str:
+    """The ``__BINARY__`` header for a payload of `size` bytes (JS's exact text)."""
+    return f'{{"type":"{BINARY_HEADER_TYPE}","size":{int(size)}}}'
+
+
+def encode_binary_gossip_header(header: BinaryGossipHeader) -> str:
+    """Encode a ``__PP_BINARY__`` header (absent fields left out, ``extra`` last)."""
+    out: JsonObject = {
+        "type": BINARY_GOSSIP_TYPE,
+        "id": header.id,
+        "from": header.from_peer,
+        "size": header.size,
+    }
+    if header.network_name is not None:
+        out["networkName"] = header.network_name
+    if header.timestamp is not None:
+        out["timestamp"] = header.timestamp
+    if header.ttl is not None:
+        out["ttl"] = header.ttl
+    if header.path is not None:
+        out["path"] = list(header.path)
+    out.update(header.extra)
+    return _dumps(out)
+
+
+def encode_hello(hello: Hello) -> str:
+    """Encode a ``__PP_HELLO__`` frame."""
+    out: JsonObject = {
+        "type": HELLO_TYPE,
+        "v": hello.version,
+        "from": hello.from_peer,
+        "maxTtl": hello.max_ttl,
+        "features": list(hello.features),
+        "neighbours": list(hello.neighbours),
+    }
+    return _dumps(out)
+
+
 def encode_eviction(notice: EvictionNotice) -> str:
     """Encode an eviction notice (``reason`` and ``from`` left out when ``None``)."""
     out: JsonObject = {"type": "eviction"}
@@ -355,5 +601,13 @@ def encode_data_frame(frame: DataFrame) -> str:
             return encode_eviction(frame)
         case SignalingEnvelope():
             return encode_signaling(frame)
+        case BinaryHeader():
+            return encode_binary_header(frame.size)
+        case BinaryGossipHeader():
+            return encode_binary_gossip_header(frame)
+        case BadBinaryHeader():
+            raise UsageError("frame", "a bad binary header cannot be encoded")
+        case Hello():
+            return encode_hello(frame)
         case OtherFrame():
             return _dumps(frame.body)

@@ -34,6 +34,19 @@ The rules, and where they differ from the reference:
   forever. The evictor swaps one link for another, so it never drops below ``min_peers``;
   the victim loses a link that is not a ring link on either side (ring adjacency is
   symmetric), so it keeps its ring links.
+* **XOR buckets** (``xor_buckets``, the mesh's default; an addition of this port). The
+  reference fills its free slots with the XOR-closest peers, so every link is short and a
+  message needs about N/(2 * links) hops to cross the mesh (a degree-3 mesh of 1,000 peers
+  is about 130 hops deep). With ``xor_buckets`` the links that are not ring links are
+  spread over XOR-distance *levels* (level ``L``: the highest differing bit of the two IDs
+  is ``L``; a Kademlia bucket), one link per level, in a per-peer order of the levels
+  derived from the peer's ID (`level_order`), the XOR-closest candidate within a level.
+  Greedy XOR routing then fixes at least one more leading bit per hop, and flooding
+  crosses the mesh in O(log N) hops. The dial target rises to ``max_peers`` while a level
+  that we may dial is uncovered (the reference's 70 % rule, `fill_target`, still applies
+  to the other candidates). A full peer takes an offer only from a ring neighbour, or for
+  a level it lacks when another level is covered twice (it evicts the XOR-farthest link of
+  the most crowded level): the set of covered levels never shrinks by an eviction.
 * **Retries with backoff** (weakness 19): a dial that fails, times out or is refused
   blocks that peer until ``retry_at``; the caller picks the delay. Known peers are never
   forgotten on a timer (weakness 18); `PeerTable` forgets them when the hub says they left
@@ -44,17 +57,21 @@ from __future__ import annotations
 
 import bisect
 import enum
+import hashlib
 from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from functools import lru_cache
+from typing import Final, Protocol, TypeAlias
 
 from .errors import ConfigError
 from .ids import PeerId, is_initiator, is_valid_peer_id
 
 __all__ = [
+    "ID_BITS",
     "REJECT_MAX_PEERS",
     "REJECT_ROLE_CONFLICT",
     "Accept",
+    "CandidateView",
     "DialPlan",
     "Evict",
     "LinkPhase",
@@ -66,12 +83,36 @@ __all__ = [
     "choose_victim",
     "decide_offer",
     "fill_target",
+    "level_order",
     "plan_dials",
+    "xor_level",
+    "xor_ordered",
 ]
 
 # The ``reason`` values a JS peer puts in ``connection-rejected`` (section 6.4).
 REJECT_MAX_PEERS: Final = "max_peers_reached"
 REJECT_ROLE_CONFLICT: Final = "initiator_role_conflict"
+ID_BITS: Final = 160  # levels 0..159
+
+
+def xor_level(a: int, b: int) -> int:
+    """The XOR-distance level of two IDs (as integers): the highest differing bit, or -1."""
+    return (a ^ b).bit_length() - 1
+
+
+@lru_cache(maxsize=4096)
+def level_order(me: str) -> tuple[int, ...]:
+    """This peer's order of preference of the XOR levels (a permutation of 0..159).
+
+    Derived from the ID alone (BLAKE2b), so it is stable across restarts and different
+    peers prefer different levels: over the mesh every level gets links.
+    """
+    keyed = [
+        (hashlib.blake2b(me.encode() + level.to_bytes(1, "big"), digest_size=8).digest(), level)
+        for level in range(ID_BITS)
+    ]
+    keyed.sort()
+    return tuple(level for _, level in keyed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +129,9 @@ class TopologyConfig:
             application dials by hand (offers are still answered and evictions made).
         keep_ring: keep the two ring neighbours (see the module docstring); off gives the
             reference's pure XOR topology. Needs max_peers >= 2.
+        xor_buckets: with ``xor_routing``, spread the links over XOR levels (see the module
+            docstring) instead of taking the XOR-closest; off (the default here) is the
+            reference's preference.
     """
 
     min_peers: int = 2
@@ -96,6 +140,7 @@ class TopologyConfig:
     eviction_strategy: bool = True
     auto_discovery: bool = True
     keep_ring: bool = True
+    xor_buckets: bool = False
 
     def __post_init__(self) -> None:
         """Validate every field."""
@@ -107,7 +152,13 @@ class TopologyConfig:
                 raise ConfigError(name, f"must be {low}..{high}")
         if self.min_peers > self.max_peers:
             raise ConfigError("min_peers", "must not exceed max_peers")
-        for name in ("xor_routing", "eviction_strategy", "auto_discovery", "keep_ring"):
+        for name in (
+            "xor_routing",
+            "eviction_strategy",
+            "auto_discovery",
+            "keep_ring",
+            "xor_buckets",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, "must be a bool")
 
@@ -115,6 +166,11 @@ class TopologyConfig:
     def ring_enabled(self) -> bool:
         """Whether ring neighbours are kept (``keep_ring`` and room for two of them)."""
         return self.keep_ring and self.max_peers >= 2
+
+    @property
+    def buckets_enabled(self) -> bool:
+        """Whether links are spread over XOR levels (``xor_buckets`` with ``xor_routing``)."""
+        return self.xor_buckets and self.xor_routing
 
 
 class LinkPhase(enum.Enum):
@@ -307,6 +363,26 @@ class PeerTable:
         succ = PeerId(ring[i % len(ring)][1])
         return (pred,) if pred == succ else (pred, succ)
 
+    def level_candidates(
+        self, level: int, exclude: Container[PeerId], now: float
+    ) -> Iterator[PeerId]:
+        """Peers we may dial now at XOR `level` from us, XOR-closest first.
+
+        Empty when our bit `level` is 0 (the peers there have larger IDs: they dial us).
+        """
+        me = self._me_int
+        if level < 0 or not (me >> level) & 1:
+            return
+        low = (me >> (level + 1)) << (level + 1)  # our prefix above `level`, then a 0 bit
+        ring = self._ring
+        start = bisect.bisect_left(ring, (low,))
+        stop = bisect.bisect_left(ring, (low | (1 << level),))
+        for _value, peer in xor_ordered(ring, start, stop, me, level - 1):
+            pid = PeerId(peer)
+            if pid in exclude or self._records[pid].retry_at > now:
+                continue
+            yield pid
+
     def dial_candidates(
         self, exclude: Container[PeerId], now: float, *, xor_routing: bool
     ) -> Iterator[PeerId]:
@@ -326,6 +402,54 @@ class PeerTable:
             yield peer
 
 
+def xor_ordered(
+    ring: list[tuple[int, str]], start: int, stop: int, target: int, bit: int
+) -> Iterator[tuple[int, str]]:
+    """``ring[start:stop]`` (sorted; equal above `bit`) in increasing XOR distance to `target`.
+
+    A walk down the implicit binary trie of the sorted IDs: at each bit the half that
+    agrees with `target` comes first. Lazy, so taking the first few costs O(bits * log n).
+    """
+    while stop - start > 8 and bit >= 0:
+        base = (ring[start][0] >> (bit + 1)) << (bit + 1)
+        mid = bisect.bisect_left(ring, (base | (1 << bit),), start, stop)
+        if mid in (start, stop):  # everyone agrees on this bit: no split
+            bit -= 1
+            continue
+        if (target >> bit) & 1:
+            yield from xor_ordered(ring, mid, stop, target, bit - 1)
+            yield from xor_ordered(ring, start, mid, target, bit - 1)
+        else:
+            yield from xor_ordered(ring, start, mid, target, bit - 1)
+            yield from xor_ordered(ring, mid, stop, target, bit - 1)
+        return
+    yield from sorted(ring[start:stop], key=lambda entry: entry[0] ^ target)
+
+
+class CandidateView(Protocol):
+    """What `plan_dials` reads of the known peers (`PeerTable` is one)."""
+
+    def ring_neighbours(self) -> tuple[PeerId, ...]:
+        """Our predecessor and successor by numeric ID."""
+        ...
+
+    def retry_at(self, peer: PeerId) -> float:
+        """When `peer` may be dialled again."""
+        ...
+
+    def dial_candidates(
+        self, exclude: Container[PeerId], now: float, *, xor_routing: bool
+    ) -> Iterator[PeerId]:
+        """Peers we may dial now, best first."""
+        ...
+
+    def level_candidates(
+        self, level: int, exclude: Container[PeerId], now: float
+    ) -> Iterator[PeerId]:
+        """Peers we may dial now at XOR `level`, XOR-closest first."""
+        ...
+
+
 # --- decisions ------------------------------------------------------------------------------
 
 
@@ -343,15 +467,24 @@ def choose_victim(
     *,
     xor_routing: bool,
     exclude: Container[PeerId] = (),
+    buckets: bool = False,
 ) -> PeerId | None:
     """The link to give up: the XOR-farthest (or oldest) one not protected nor excluded.
 
-    Ties go to the larger ID (farthest) or the smaller ID (oldest), so the choice never
-    depends on dict order.
+    With `buckets`, the XOR-farthest of the links in the most crowded XOR level (levels of
+    protected links count too). Ties go to the larger ID (farthest) or the smaller ID
+    (oldest), so the choice never depends on dict order.
     """
     pool = [s for p, s in links.items() if p not in protected and p not in exclude]
     if not pool:
         return None
+    if buckets:
+        me_int = int(me, 16)
+        crowd = _level_counts(me_int, links)
+        return max(
+            pool,
+            key=lambda s: (crowd[xor_level(me_int, int(s.peer, 16))], int(s.peer, 16) ^ me_int),
+        ).peer
     if xor_routing:
         me_int = int(me, 16)
         return max(pool, key=lambda s: (int(s.peer, 16) ^ me_int, s.peer)).peer
@@ -375,11 +508,21 @@ def decide_offer(
         return Accept()
     if not config.eviction_strategy:
         return Reject(REJECT_MAX_PEERS)
-    victim = choose_victim(me, links, protected, xor_routing=config.xor_routing)
+    victim = choose_victim(
+        me, links, protected, xor_routing=config.xor_routing, buckets=config.buckets_enabled
+    )
     if victim is None:
         return Reject(REJECT_MAX_PEERS)
     if offerer in protected:
         return Evict(victim)
+    if config.buckets_enabled:
+        me_int = int(me, 16)
+        crowd = _level_counts(me_int, links)
+        if crowd.get(xor_level(me_int, int(offerer, 16)), 0) == 0:
+            victim = choose_victim(me, links, protected, xor_routing=True, buckets=True)
+            if victim is not None and crowd[xor_level(me_int, int(victim, 16))] > 1:
+                return Evict(victim)
+        return Reject(REJECT_MAX_PEERS)
     if config.xor_routing and (int(offerer, 16) ^ int(me, 16)) < (int(victim, 16) ^ int(me, 16)):
         return Evict(victim)
     return Reject(REJECT_MAX_PEERS)
@@ -387,7 +530,7 @@ def decide_offer(
 
 def plan_dials(
     me: PeerId,
-    table: PeerTable,
+    table: CandidateView,
     links: Mapping[PeerId, LinkSlot],
     config: TopologyConfig,
     now: float,
@@ -396,11 +539,13 @@ def plan_dials(
 
     `links` are the links that take a slot. A ring neighbour we should dial gets a slot even
     when full (an unprotected link is evicted for it, if eviction is allowed); other dials
-    only use free slots.
+    only use free slots. With buckets, an uncovered XOR level we may dial is filled first,
+    up to ``max_peers``.
     """
     if not config.auto_discovery:
         return DialPlan()
     ring = table.ring_neighbours() if config.ring_enabled else ()
+    buckets = config.buckets_enabled
     count = len(links)
     evictions: list[PeerId] = []
     dials: list[PeerId] = []
@@ -413,7 +558,7 @@ def plan_dials(
             if not config.eviction_strategy:
                 continue
             victim = choose_victim(
-                me, links, ring, xor_routing=config.xor_routing, exclude=evictions
+                me, links, ring, xor_routing=config.xor_routing, exclude=evictions, buckets=buckets
             )
             if victim is None:
                 continue
@@ -421,16 +566,43 @@ def plan_dials(
             count -= 1
         dials.append(peer)
         count += 1
+    taken = _Union(links, dials)
+    bucket_dials = 0
+    if buckets and count < config.max_peers:
+        want = max(config.min_peers - count, 1)
+        me_int = int(me, 16)
+        covered = {xor_level(me_int, int(p, 16)) for p in links if p not in evictions}
+        covered.update(xor_level(me_int, int(p, 16)) for p in dials)
+        for level in level_order(me):
+            if bucket_dials == want or count >= config.max_peers:
+                break
+            if level in covered or not (me_int >> level) & 1:
+                continue
+            for peer in table.level_candidates(level, taken, now):
+                dials.append(peer)
+                covered.add(level)
+                count += 1
+                bucket_dials += 1
+                break
     target = fill_target(config)
     want = config.min_peers - count if count < config.min_peers else int(count < target)
+    if bucket_dials and count >= config.min_peers:
+        want = 0  # one dial per run above min_peers, and a level was worth more
     if want > 0:
-        taken = _Union(links, dials)
         for peer in table.dial_candidates(taken, now, xor_routing=config.xor_routing):
             dials.append(peer)
             want -= 1
             if want == 0:
                 break
     return DialPlan(evictions=tuple(evictions), dials=tuple(dials))
+
+
+def _level_counts(me_int: int, links: Mapping[PeerId, LinkSlot]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for peer in links:
+        level = xor_level(me_int, int(peer, 16))
+        counts[level] = counts.get(level, 0) + 1
+    return counts
 
 
 class _Union:

@@ -5,8 +5,12 @@ latency and jitter) and a fake WebRTC transport. A `CreateOffer` yields a fake S
 link; once the offerer has applied the answer, both sides' channels open one round trip
 later; `SendData` arrives after the link's latency, in order; `CloseLink` closes the far
 side (it hears `link_closed`); a crashed peer's neighbours hear `link_failed` after
-``crash_detect_s``. The simulator checks the machine's side of the adapter contract
-(no second link to a peer while one is live) and raises `SimulationError` if it is broken.
+``crash_detect_s``. ``loss`` drops text frames on the data channels (datagram loss; binary
+frames are kept, since losing half of a header/payload pair is not something a reliable
+channel does). For 10,000 peers, see `peerpigeon.sim.gossip` (the gossip layer on an
+overlay built by `peerpigeon.sim.overlay` from the same topology rules). The simulator
+checks the machine's side of the adapter contract (no second link to a peer while one is
+live) and raises `SimulationError` if it is broken.
 
 It uses only the machines' public surface, so the same numbers come out for one seed.
 """
@@ -148,6 +152,8 @@ class MeshSim:
         latency_s, jitter_s: one-way delay of every message is ``latency + U[0, jitter)``.
         setup_s: how long creating an offer or an answer takes.
         crash_detect_s: how long a crashed peer's neighbours take to notice.
+        loss: probability that a text frame on a data channel is lost (0..1).
+        max_message_size: the data channels' negotiated maximum message size.
         keep_events: keep each peer's events (`SimPeer.events`).
         digest: hash every event into `trace_digest` (costs a ``repr`` per event).
         wall_offset_s: wall-clock seconds at virtual time 0.
@@ -163,6 +169,8 @@ class MeshSim:
         jitter_s: float = 0.01,
         setup_s: float = 0.005,
         crash_detect_s: float = 5.0,
+        loss: float = 0.0,
+        max_message_size: int = _MAX_MESSAGE_SIZE,
         keep_events: bool = False,
         digest: bool = True,
         wall_offset_s: float = DEFAULT_WALL_OFFSET_S,
@@ -175,6 +183,8 @@ class MeshSim:
         ):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be finite and >= 0")
+        if not 0.0 <= loss < 1.0:
+            raise ValueError("loss must be in [0, 1)")
         self.seed = seed
         self.clock = VirtualClock(wall_offset_s=wall_offset_s)
         self._queue: Scheduler[Callable[[], None]] = Scheduler()
@@ -183,6 +193,9 @@ class MeshSim:
         self._jitter_s = jitter_s
         self._setup_s = setup_s
         self._crash_detect_s = crash_detect_s
+        self._loss = loss
+        self._max_message_size = max_message_size
+        self._loss_rngs: dict[int, random.Random] = {}
         self._keep_events = keep_events
         self._digest = hashlib.sha256() if digest else None
         self._ids = SeededEntropy(f"{seed}:peer-ids")
@@ -197,6 +210,7 @@ class MeshSim:
         self.evictions: list[EvictionRecord] = []
         self.steps = 0
         self.data_messages = 0
+        self.data_lost = 0
         self.server = ps.SignalingServer(
             server_config,
             rng=random.Random(f"{seed}:rng:hub"),
@@ -671,7 +685,7 @@ class MeshSim:
         link.open = True
         for here, there in ((a, b), (b, a)):
             if here.alive:
-                here.mesh.link_open(there.peer_id, _MAX_MESSAGE_SIZE, self.now)
+                here.mesh.link_open(there.peer_id, self._max_message_size, self.now)
                 self._pump(here)
 
     def _send_data(self, node: _Node, peer: PeerId, data: str | bytes) -> None:
@@ -682,6 +696,13 @@ class MeshSim:
         if not link.open:
             return  # a real channel that is not open refuses to send
         self.data_messages += 1
+        if self._loss and isinstance(data, str):
+            rng = self._loss_rngs.get(link.id)
+            if rng is None:
+                rng = self._loss_rngs[link.id] = random.Random(f"{self.seed}:loss:{link.id}")
+            if rng.random() < self._loss:
+                self.data_lost += 1
+                return
         to = 1 - side
         self._to_side(link, to, lambda: self._deliver(link, to, node.peer_id, data))
 

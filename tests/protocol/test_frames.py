@@ -148,7 +148,7 @@ def test_signaling_wrapper_example() -> None:
 
 @pytest.mark.parametrize(
     "frame_type",
-    ["__BINARY__", "__STREAM_INIT__", "dht", "signaling-relay", "renegotiation-offer", "weird"],
+    ["__STREAM_INIT__", "dht", "signaling-relay", "renegotiation-offer", "weird"],
 )
 def test_other_types_are_kept_whole(frame_type: str) -> None:
     text = json.dumps({"type": frame_type, "size": 3})

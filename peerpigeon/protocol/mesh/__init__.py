@@ -2,14 +2,17 @@
 
 Reference: reference/signaling-and-topology.md sections 6-7, data-plane.md sections 1, 3, 4,
 9.5 and 12. Modules: `machine` (the `Mesh`), `config` (`MeshConfig`), `events` (actions,
-events, status views), `links` (per-peer link records), `inbox` (gossip receive rules),
-`fallback` (global-fallback timing). Whom to dial, keep and evict: `..topology`.
+events, status views), `links` (per-peer link records), `fallback` (global-fallback
+timing). Whom to dial, keep and evict: `..topology`; gossip, direct messages and binary
+messages: `..gossip` (the `Gossip` machine the mesh composes).
 
 API (every input takes ``now``, monotonic seconds; outputs are drained)::
 
     Mesh(config, *, rng, entropy, wall_offset_s=0.0)
     app:      connect(urls, now), disconnect(now), connect_to_peer(peer, now) -> bool,
-              send_direct_message(peer, content, now) -> message id
+              send_message(content, now) -> message id,
+              send_direct_message(peer, content, now) -> message id,
+              send_binary_data(peer, data, now), broadcast_binary_data(data, now) -> id
     hub:      socket_opened(now), socket_frame(data, now), socket_closed(now, *, code, reason),
               socket_failed(now, reason)
     links:    link_offer_created(peer, sdp, now), link_answer_created(peer, sdp, now),
@@ -20,7 +23,8 @@ API (every input takes ``now``, monotonic seconds; outputs are drained)::
     timer:    handle_timer(now), next_deadline()
     outputs:  drain_actions() -> [MeshAction], drain_events() -> [MeshEvent]
     views:    status(), connected_peers(), discovered_peers(), peers(), stats(),
-              link_count(), ring_neighbours(), network_name, fallback_state, signaling_state
+              gossip_stats(), python_neighbours(), link_count(), ring_neighbours(),
+              network_name, fallback_state, signaling_state
 
 Contract with the I/O layer (io/mesh.py and sim/mesh.py obey it):
 
@@ -52,12 +56,13 @@ Behaviour beyond the topology rules:
 * Eviction: both sides emit `PeerEvicted` (``initiated_by_peer`` tells which side) and
   `PeerDisconnected` (``"evicted: <reason>"``); JS emits one of them on each side. After
   an eviction, neither side dials the other for ``evicted_backoff_s``.
-* Gossip, until the gossip layer: direct messages (subtype ``dm``) for us and ``chat``
-  broadcasts from neighbours are delivered after the reference's checks (namespace, dedup,
-  TTL, path); ``key_exchange`` / ``key_exchange_response`` (sent by JS peers with crypto on
-  when a channel opens) and other subtypes are dropped after dedup, never delivered; DM
-  control contents (``signaling-relay``...) are dropped; nothing is relayed yet.
-  `send_direct_message` reaches neighbours only.
+* Gossip (`peerpigeon.protocol.gossip`): ``chat`` broadcasts are flooded and delivered,
+  direct messages are routed to any peer by XOR distance, binary data goes to one
+  neighbour (``__BINARY__``) or, between Python peers, to all (``__PP_BINARY__``); every
+  message id is delivered at most once. ``key_exchange`` / ``key_exchange_response`` (sent
+  by JS peers with crypto on) and other subtypes are relayed, never delivered. On every new
+  channel a ``__PP_HELLO__`` frame tells a Python peer our TTL bound and neighbours (JS
+  ignores it). A frame whose sender field names another peer than the neighbour is rejected.
 * The hub: links survive a lost signaling session (as in JS 1.0.6); known peers survive
   it too, and those the hub has not re-announced ``rediscovery_grace_s`` after the new
   session opens are forgotten unless linked. ``goodbye`` closes the peer's link
@@ -90,6 +95,7 @@ from .events import (
     AcceptAnswer,
     AcceptOffer,
     AddRemoteCandidate,
+    BinaryMessageReceived,
     CloseLink,
     CreateOffer,
     DiscoveredPeer,
@@ -125,6 +131,7 @@ __all__ = [
     "AcceptAnswer",
     "AcceptOffer",
     "AddRemoteCandidate",
+    "BinaryMessageReceived",
     "CloseLink",
     "CloseSocket",
     "CreateOffer",

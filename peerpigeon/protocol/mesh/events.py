@@ -1,9 +1,10 @@
 """What a `Mesh` asks of the I/O layer (actions) and tells the application (events).
 
 Event names and payloads mirror the JS mesh events (reference/signaling-and-topology.md
-section 7.2, data-plane.md section 12) in snake_case. Actions map one to one onto the
-signaling socket (`OpenSocket`, `SendText`, `CloseSocket`, shared with the signaling client)
-and onto `peerpigeon.io.transport.PeerLink` calls.
+section 7.2, data-plane.md section 12) in snake_case; `MessageReceived` and
+`BinaryMessageReceived` come from the gossip layer (`peerpigeon.protocol.gossip`). Actions
+map one to one onto the signaling socket (`OpenSocket`, `SendText`, `CloseSocket`, shared
+with the signaling client) and onto `peerpigeon.io.transport.PeerLink` calls.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
 from peerpigeon.protocol.client import CloseSocket, OpenSocket, SendText
+from peerpigeon.protocol.gossip.events import BinaryMessageReceived, MessageReceived
 from peerpigeon.protocol.ids import PeerId
 from peerpigeon.protocol.wire import JsonValue
 
@@ -28,6 +30,7 @@ __all__ = [
     "AcceptAnswer",
     "AcceptOffer",
     "AddRemoteCandidate",
+    "BinaryMessageReceived",
     "CloseLink",
     "CloseSocket",
     "CreateOffer",
@@ -174,24 +177,6 @@ class PeerEvicted:
     initiated_by_peer: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    """A message for the application (``messageReceived``).
-
-    ``from_peer`` is the claimed origin (unauthenticated, as in JS); ``via`` the neighbour
-    it came from; ``hops`` is ``10 - ttl``; ``direct`` is true for direct messages.
-    """
-
-    from_peer: PeerId
-    content: JsonValue
-    timestamp: int | float | None
-    message_id: str
-    hops: int | float
-    direct: bool
-    encrypted: bool
-    via: PeerId
-
-
 StatusType: TypeAlias = Literal[
     "initialized",
     "connecting",
@@ -238,6 +223,7 @@ MeshEvent: TypeAlias = (
     | PeerDisconnected
     | PeerEvicted
     | MessageReceived
+    | BinaryMessageReceived
     | StatusChanged
     | PeersUpdated
     | FrameRejected
@@ -312,9 +298,9 @@ class MeshStats:
     data_frames_rejected: int = 0
     data_frames_ignored: int = 0  # valid, but for a later layer (binary, streams, DHT, ...)
     gossip_duplicates: int = 0
-    gossip_dropped: int = 0  # other namespace, spent TTL, loop, or not for us
-    messages_delivered: int = 0
-    messages_sent: int = 0
+    gossip_dropped: int = 0  # other namespace, loop, too old, our own, or filtered content
+    messages_delivered: int = 0  # MessageReceived and BinaryMessageReceived emitted
+    messages_sent: int = 0  # messages we originated (broadcasts, direct, binary broadcasts)
     stale_reports: int = 0  # link or socket facts about a link or socket that is gone
     known_forgotten: int = 0  # known peers dropped at the bound or after a session
     fallback_switches: int = 0

@@ -15,14 +15,25 @@ from peerpigeon.protocol import client as pc
 from peerpigeon.protocol.errors import DecodeError, UsageError
 from peerpigeon.protocol.frames import (
     DEFAULT_EVICTION_REASON,
-    DEFAULT_GOSSIP_TTL,
+    BadBinaryHeader,
+    BinaryGossipHeader,
+    BinaryHeader,
     EvictionNotice,
     GossipMessage,
+    Hello,
     OtherFrame,
     SignalingEnvelope,
-    decode_data_frame,
+    decode_data_object,
     encode_eviction,
-    encode_gossip,
+    expects_payload,
+)
+from peerpigeon.protocol.gossip import (
+    BinaryMessageReceived,
+    Gossip,
+    GossipRejected,
+    GossipSend,
+    GossipStats,
+    MessageReceived,
 )
 from peerpigeon.protocol.ids import PeerId, is_initiator, is_valid_peer_id
 from peerpigeon.protocol.outbox import Outbox
@@ -38,7 +49,7 @@ from peerpigeon.protocol.topology import (
     fill_target,
     plan_dials,
 )
-from peerpigeon.protocol.wire import GLOBAL_NETWORK, JsonValue
+from peerpigeon.protocol.wire import GLOBAL_NETWORK, JsonValue, decode_json_object
 
 from .config import MeshConfig
 from .events import (
@@ -72,7 +83,6 @@ from .events import (
     StatusChanged,
 )
 from .fallback import FallbackClock, FallbackState
-from .inbox import Delivery, Inbox
 from .links import Link, LinkTable
 
 __all__ = ["FallbackState", "Mesh"]
@@ -96,10 +106,6 @@ class _Counters:
     data_frames_received: int = 0
     data_frames_rejected: int = 0
     data_frames_ignored: int = 0
-    gossip_duplicates: int = 0
-    gossip_dropped: int = 0
-    messages_delivered: int = 0
-    messages_sent: int = 0
     stale_reports: int = 0
     known_forgotten: int = 0
     fallback_switches: int = 0
@@ -110,7 +116,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     Inputs, all with ``now`` (seconds, monotonic):
 
-    * application calls: `connect`, `disconnect`, `connect_to_peer`, `send_direct_message`;
+    * application calls: `connect`, `disconnect`, `connect_to_peer`, `send_message`,
+      `send_direct_message`, `send_binary_data`, `broadcast_binary_data`;
     * signaling socket facts (forwarded to the `SignalingClient` it composes):
       `socket_opened`, `socket_frame`, `socket_closed`, `socket_failed`;
     * link facts from the WebRTC adapter, per peer: `link_offer_created`,
@@ -147,8 +154,13 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._table = PeerTable(self._me, max_known=config.max_known_peers)
         self._links = LinkTable()
         self._departed: dict[PeerId, None] = {}  # linked peers the hub says are gone
-        self._inbox = Inbox(
-            self._me, max_seen=config.max_seen_messages, seen_ttl_s=config.seen_ttl_s
+        self._gossip = Gossip(
+            self._me,
+            config.gossip(),
+            entropy=entropy,
+            network=config.network_name,
+            wall_offset_s=wall_offset_s,
+            max_frame_bytes=config.max_data_frame_bytes,
         )
         self._epoch = 0  # signaling sessions so far
         self._optimize_at: float | None = None
@@ -242,8 +254,25 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         )
 
     def stats(self) -> MeshStats:
-        """A snapshot of the counters."""
-        return MeshStats(**asdict(self._counters))
+        """A snapshot of the counters (the gossip ones summed up; see `gossip_stats`)."""
+        g = self._gossip.stats()
+        counters = asdict(self._counters)
+        counters["data_frames_ignored"] += g.ignored
+        return MeshStats(
+            **counters,
+            gossip_duplicates=g.duplicates,
+            gossip_dropped=g.other_network + g.loops + g.stale + g.filtered,
+            messages_delivered=g.delivered + g.binary_delivered,
+            messages_sent=g.originated,
+        )
+
+    def gossip_stats(self) -> GossipStats:
+        """The gossip layer's counters (relays, drops by cause, routing, binary)."""
+        return self._gossip.stats()
+
+    def python_neighbours(self) -> tuple[PeerId, ...]:
+        """Neighbours that said hello: Python peers (larger TTLs, binary broadcast)."""
+        return self._gossip.python_neighbours()
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` is next due, or ``None``; a pure query."""
@@ -255,6 +284,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._purge_at,
             self._fallback.deadline(),
             self._links.deadline(),
+            self._gossip.next_deadline(),
         ):
             if at is not None and (best is None or at < best):
                 best = at
@@ -299,6 +329,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._optimize_at = self._purge_at = None
         self._fallback.reset()
         self._network = self._config.network_name
+        self._gossip.set_network(self._network)
         if had_links:
             self._emit(PeersUpdated())
 
@@ -324,36 +355,47 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._dial(peer, now)
         return True
 
-    def send_direct_message(self, peer: PeerId, content: JsonValue, now: float) -> str:
-        """Send `content` to the neighbour `peer` as a gossip ``dm``; returns the message id.
+    def send_message(self, content: str, now: float) -> str:
+        """Broadcast chat `content` to the whole mesh (gossip ``chat``); returns its id.
 
-        Queues `SendData`. Raises `UsageError` when `peer` is not a connected neighbour
-        (routing through other peers comes with gossip), when `content` is not JSON, or
-        when the frame exceeds the channel's message size.
+        Queues `SendData` to every neighbour (none: nobody hears it; unlike JS there is no
+        local echo). Raises `UsageError` unless `content` is a non-empty string (as JS
+        requires) or when the message could outgrow ``max_message_bytes``.
         """
-        link = self._links.get(peer)
-        if not is_valid_peer_id(peer) or link is None or link.phase is not LinkPhase.OPEN:
-            raise UsageError("peer", "is not a connected neighbour")
-        msg_id = self._entropy.token_bytes(16).hex()
-        msg = GossipMessage(
-            id=msg_id,
-            subtype="dm",
-            content=content,
-            from_peer=self._me,
-            to=peer,
-            network_name=self._network,
-            timestamp=self._wall_ms(now),
-            ttl=DEFAULT_GOSSIP_TTL,
-            path=(self._me,),
-        )
-        text = encode_gossip(msg)
-        size = len(text)  # encode_gossip escapes non-ASCII: characters are bytes
-        limit = link.max_message_size
-        if limit and size > limit:
-            raise UsageError("content", f"{size} bytes exceeds the channel's limit of {limit}")
-        self._inbox.remember(msg_id, now)
-        self._counters.messages_sent += 1
-        self._act(SendData(peer, text))
+        msg_id = self._gossip.broadcast(content, now)
+        self._pump_gossip(now)
+        return msg_id
+
+    def send_direct_message(self, peer: PeerId, content: JsonValue, now: float) -> str:
+        """Send `content` to `peer`, any peer of the mesh, as a gossip ``dm``; returns its id.
+
+        It goes to `peer` if it is a neighbour, else hop by hop towards it by XOR distance
+        (`peerpigeon.protocol.gossip.routing`). Queues one `SendData`. Raises `UsageError`
+        for a bad ID or our own, content that is not JSON, a message that could outgrow
+        ``max_message_bytes`` or the channels' maximum, or when we have no neighbour.
+        """
+        msg_id = self._gossip.send_direct(peer, content, now)
+        self._pump_gossip(now)
+        return msg_id
+
+    def send_binary_data(self, peer: PeerId, data: bytes, now: float) -> None:
+        """Send `data` to the neighbour `peer` (``__BINARY__`` header, then the bytes).
+
+        Queues two `SendData`s. Raises `UsageError` when `peer` is not a connected neighbour
+        or `data` is larger than ``max_binary_bytes`` or the channel's negotiated maximum
+        (JS sends and loses it).
+        """
+        self._gossip.send_binary(peer, data, now)
+        self._pump_gossip(now)
+
+    def broadcast_binary_data(self, data: bytes, now: float) -> str:
+        """Flood `data` to the Python peers of the mesh; returns its id.
+
+        JS peers never get it (JS's own ``broadcastBinaryData`` throws). Raises
+        `UsageError` when no neighbour is a Python peer or `data` is too large.
+        """
+        msg_id = self._gossip.broadcast_binary(data, now)
+        self._pump_gossip(now)
         return msg_id
 
     # --- signaling socket facts --------------------------------------------------------------
@@ -460,13 +502,18 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._counters.links_opened += 1
         self._emit(PeerConnected(peer))
         self._emit(PeersUpdated())
+        self._gossip.peer_connected(peer, link.max_message_size, now)
+        self._pump_gossip(now)
         self._after_input(now)
 
     def link_text(self, peer: PeerId, text: str, now: float) -> None:
         """One text frame from `peer`; never raises for bad input.
 
         May emit `MessageReceived`, `PeerEvicted` + `PeerDisconnected` (eviction notice),
-        or `FrameRejected`; may queue `CloseLink`.
+        or `FrameRejected`; may queue `SendData` (relays) or `CloseLink`. A control frame
+        whose sender field names a peer other than `peer` (``from`` of an eviction notice
+        or hello, ``fromPeerId`` of a signaling wrapper, the last hop of a gossip path) is
+        rejected: a neighbour may not speak for another peer (W-CTL-1).
         """
         link = self._links.get(peer)
         if link is None or link.phase is not LinkPhase.OPEN:
@@ -474,27 +521,57 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             return
         self._counters.data_frames_received += 1
         try:
-            frame = decode_data_frame(text, max_bytes=self._config.max_data_frame_bytes)
+            obj = decode_json_object(text, max_bytes=self._config.max_data_frame_bytes)
+            if obj.get("type") == "gossip":  # the hot path: straight to the gossip layer
+                self._gossip.receive_json(peer, obj, now)
+                self._pump_gossip(now)
+                self._after_input(now)
+                return
+            frame = decode_data_object(obj, max_path=self._config.max_path_length)
         except DecodeError as err:
-            self._bad_frame(link, err, now)
+            self._bad_frame(link, err.field, err.reason, now)
         else:
             match frame:
-                case GossipMessage():
-                    self._on_gossip(peer, frame, now)
-                case EvictionNotice():
-                    self._on_evicted(peer, frame, now)
-                case SignalingEnvelope() | OtherFrame():
-                    # Renegotiation (media), binary headers, streams and DHT: later layers.
-                    self._counters.data_frames_ignored += 1
+                case EvictionNotice(from_peer=claimed):
+                    if claimed is not None and claimed.lower() != peer.lower():
+                        self._bad_frame(link, "from", "is not the sending neighbour", now)
+                    else:
+                        self._on_evicted(peer, frame, now)
+                case SignalingEnvelope(from_peer_id=claimed):
+                    if claimed is not None and claimed.lower() != peer.lower():
+                        self._bad_frame(link, "fromPeerId", "is not the sending neighbour", now)
+                    else:
+                        self._counters.data_frames_ignored += 1  # renegotiation: media layer
+                case (
+                    GossipMessage()
+                    | Hello()
+                    | BinaryHeader()
+                    | BinaryGossipHeader()
+                    | BadBinaryHeader()
+                ):
+                    self._gossip.receive_frame(peer, frame, now)
+                    self._pump_gossip(now)
+                case OtherFrame():
+                    if expects_payload(frame):  # a stream chunk: its payload must be paired
+                        self._gossip.receive_frame(peer, frame, now)
+                        self._pump_gossip(now)
+                    self._counters.data_frames_ignored += 1  # streams and DHT: later layers
         self._after_input(now)
 
     def link_binary(self, peer: PeerId, data: bytes, now: float) -> None:
-        """One binary frame from `peer` (binary messages and streams come later: ignored)."""
+        """One binary frame from `peer`: the payload of its oldest binary header.
+
+        May emit `BinaryMessageReceived` or `FrameRejected` (no header, wrong size); may
+        queue `SendData` (a broadcast relayed to Python neighbours).
+        """
         link = self._links.get(peer)
         if link is None or link.phase is not LinkPhase.OPEN:
             self._counters.stale_reports += 1
             return
-        self._counters.data_frames_ignored += 1
+        self._counters.data_frames_received += 1
+        self._gossip.receive_binary(peer, data, now)
+        self._pump_gossip(now)
+        self._after_input(now)
 
     def link_closed(self, peer: PeerId, reason: str, now: float) -> None:
         """The link to `peer` ended without error (either side closed it).
@@ -524,6 +601,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         if client is not None:
             client.handle_timer(now)
             self._pump(now)
+        self._gossip.handle_timer(now)
+        self._pump_gossip(now)
         for peer in self._links.timed_out(now):
             link = self._links.get(peer)
             self._counters.dial_timeouts += int(link is not None and link.initiator)
@@ -759,6 +838,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     ) -> None:
         """Forget the link to `peer`; `close` queues `CloseLink`; `retry` sets a backoff."""
         link = self._links.pop(peer)
+        self._gossip.peer_lost(peer, now)
         if close:
             self._act(CloseLink(peer, reason))
         if link.phase is LinkPhase.OPEN:
@@ -790,6 +870,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _evict(self, peer: PeerId, reason: str, now: float) -> None:
         """Evict `peer`: notice on the channel now, `CloseLink` after the linger."""
         link = self._links.pop(peer)
+        self._gossip.peer_lost(peer, now)
         self._table.hold_off(peer, now + self._config.evicted_backoff_s)
         if link.phase is not LinkPhase.OPEN:
             self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -805,6 +886,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _on_evicted(self, peer: PeerId, notice: EvictionNotice, now: float) -> None:
         reason = notice.reason or DEFAULT_EVICTION_REASON
         self._links.pop(peer)
+        self._gossip.peer_lost(peer, now)
         self._counters.evictions_received += 1
         self._counters.links_closed += 1
         self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -817,27 +899,31 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._forget(peer)
         self._optimize_soon(now)
 
-    def _bad_frame(self, link: Link, err: DecodeError, now: float) -> None:
+    def _bad_frame(self, link: Link, field: str, reason: str, now: float) -> None:
         self._counters.data_frames_rejected += 1
         link.bad_frames += 1
-        self._emit(FrameRejected(link.peer, "data", err.field, err.reason))
+        self._emit(FrameRejected(link.peer, "data", field, reason))
         if link.bad_frames > self._config.max_bad_frames:
             self._drop_link(link.peer, REASON_PROTOCOL_VIOLATION, now, close=True, retry=True)
             self._emit(PeersUpdated())
 
     # --- internals: gossip -------------------------------------------------------------------
 
-    def _on_gossip(self, via: PeerId, msg: GossipMessage, now: float) -> None:
-        outcome, event = self._inbox.receive(via, msg, self._network, now)
-        if event is not None:
-            self._counters.messages_delivered += 1
-            self._emit(event)
-        elif outcome is Delivery.DUPLICATE:
-            self._counters.gossip_duplicates += 1
-        elif outcome is Delivery.DROPPED:
-            self._counters.gossip_dropped += 1
-        else:
-            self._counters.data_frames_ignored += 1
+    def _pump_gossip(self, now: float) -> None:
+        """Move the gossip layer's sends to our actions and its events to ours."""
+        gossip = self._gossip
+        for action in gossip.drain_actions():
+            match action:
+                case GossipSend(peer=peer, data=data):
+                    self._act(SendData(peer, data))
+        for event in gossip.drain_events():
+            match event:
+                case GossipRejected(peer=peer, field=field, reason=reason):
+                    link = self._links.get(peer)
+                    if link is not None:
+                        self._bad_frame(link, field, reason, now)
+                case MessageReceived() | BinaryMessageReceived():
+                    self._emit(event)
 
     # --- internals: topology -----------------------------------------------------------------
 
@@ -873,7 +959,6 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _optimize(self, now: float) -> None:
         cfg = self._config
         self._optimize_at = now + cfg.optimize_interval_s * (0.75 + 0.5 * self._rng.random())
-        self._inbox.expire(now)
         client = self._client
         if client is None or client.state is not pc.ClientState.OPEN:
             return
@@ -882,7 +967,11 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         protected = self._protected()
         for _ in range(len(self._links) - cfg.max_peers):
             victim = choose_victim(
-                self._me, self._links.slots(), protected, xor_routing=cfg.xor_routing
+                self._me,
+                self._links.slots(),
+                protected,
+                xor_routing=cfg.xor_routing,
+                buckets=self._topology.buckets_enabled,
             )
             if victim is None:
                 break
@@ -911,6 +1000,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         step = self._fallback.due(now)
         if step == "enter":
             self._network = GLOBAL_NETWORK
+            self._gossip.set_network(GLOBAL_NETWORK)
             self._counters.fallback_switches += 1
             self._emit(
                 StatusChanged(
@@ -930,6 +1020,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         cfg = self._config
         self._fallback.leave()
         self._network = cfg.network_name
+        self._gossip.set_network(cfg.network_name)
         self._counters.fallback_switches += 1
         had_links = bool(self._links)
         for peer in self._links.drain_lingering():
@@ -963,6 +1054,3 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _after_input(self, now: float) -> None:
         self._pump(now)
         self._update_alone(now)
-
-    def _wall_ms(self, now: float) -> int:
-        return int((now + self._wall_offset_s) * 1000)

@@ -91,6 +91,7 @@ const FORWARDED = [
   'peerDisconnected',
   'peerEvicted',
   'messageReceived',
+  'binaryMessageReceived',
   'statusChanged',
   'peerKeyAdded',
   'cryptoReady',
@@ -191,6 +192,14 @@ async function run(command) {
       const messageId = await mesh.sendMessage(command.content);
       if (messageId == null) throw new Error(`sendMessage returned ${messageId}`);
       return { messageId };
+    }
+    case 'sendBinary': {
+      // A copy with its own ArrayBuffer: the reference sends a view's whole buffer (W-BIN-1).
+      const to = requireString(command, 'to');
+      const bytes = new Uint8Array(Buffer.from(requireString(command, 'data'), 'base64'));
+      const sent = await mesh.sendBinaryData(to, bytes);
+      if (sent !== true) throw new Error(`sendBinaryData to ${to} returned ${sent}`);
+      return { size: bytes.byteLength };
     }
     case 'connectToPeer':
       await mesh.connectToPeer(requireString(command, 'peerId'));
