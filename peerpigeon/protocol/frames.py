@@ -240,7 +240,9 @@ class Hello:
     """``__PP_HELLO__`` (ours): a Python peer's capabilities and neighbours.
 
     ``max_ttl`` is the largest TTL it accepts (senders cap what they send it);
-    ``neighbours`` its open links when sent (for neighbour-of-neighbour routing).
+    ``neighbours`` its open links when sent (for neighbour-of-neighbour routing, and as its
+    degree: an evictor spares a neighbour that would drop below its ``min_peers``, the
+    optional ``minPeers`` key; absent from older Python peers).
     """
 
     from_peer: PeerId
@@ -248,6 +250,7 @@ class Hello:
     max_ttl: int = DEFAULT_GOSSIP_TTL
     features: tuple[str, ...] = ()
     neighbours: tuple[PeerId, ...] = ()
+    min_peers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,12 +446,18 @@ def _decode_hello(obj: JsonObject) -> Hello:
     neighbours = obj.get("neighbours", [])
     if not isinstance(neighbours, list) or len(neighbours) > MAX_HELLO_NEIGHBOURS:
         raise DecodeError("neighbours", f"must be an array of at most {MAX_HELLO_NEIGHBOURS}")
+    min_peers = obj.get("minPeers")
+    if min_peers is not None and (
+        isinstance(min_peers, bool) or not isinstance(min_peers, int) or not 0 <= min_peers <= 49
+    ):
+        raise DecodeError("minPeers", "must be an integer 0..49")
     return Hello(
         from_peer=sender,
         version=version,
         max_ttl=max_ttl,
         features=tuple(f for f in features if isinstance(f, str)),
         neighbours=tuple(parse_peer_id(n, "neighbours") for n in neighbours),
+        min_peers=min_peers,
     )
 
 
@@ -567,6 +576,8 @@ def encode_hello(hello: Hello) -> str:
         "features": list(hello.features),
         "neighbours": list(hello.neighbours),
     }
+    if hello.min_peers is not None:
+        out["minPeers"] = hello.min_peers
     return _dumps(out)
 
 

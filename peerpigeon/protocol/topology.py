@@ -34,6 +34,15 @@ The rules, and where they differ from the reference:
   forever. The evictor swaps one link for another, so it never drops below ``min_peers``;
   the victim loses a link that is not a ring link on either side (ring adjacency is
   symmetric), so it keeps its ring links.
+* **Victims keep ``min_peers``** (Python victims; an addition of this port). A Python peer's
+  ``__PP_HELLO__`` lists its open links and carries its ``min_peers``; it re-sends the hello
+  to its Python neighbours at once when a link closes (coalesced when one opens). A
+  neighbour whose last reported count is at most its ``min_peers`` is *fragile*
+  (`decide_offer`, `plan_dials`): never a victim, even when that refuses a ring neighbour.
+  A link opened less than a second ago without a hello (its hello may be in flight) is
+  *spared*: a victim only when no other link may go. JS peers report nothing and keep the
+  reference's behaviour (bar that preference): a JS victim may drop below its
+  ``minPeers`` and re-dials. A report in flight can still be stale by one latency.
 * **XOR buckets** (``xor_buckets``, the mesh's default; an addition of this port). The
   reference fills its free slots with the XOR-closest peers, so every link is short and a
   message needs about N/(2 * links) hops to cross the mesh (a degree-3 mesh of 1,000 peers
@@ -497,10 +506,16 @@ def decide_offer(
     links: Mapping[PeerId, LinkSlot],
     protected: Container[PeerId],
     config: TopologyConfig,
+    *,
+    fragile: Container[PeerId] = (),
+    spare: Container[PeerId] = (),
 ) -> OfferDecision:
     """Answer, evict then answer, or refuse an offer from `offerer` (no link to it yet).
 
-    `links` are the links that take a slot; `protected` our ring neighbours.
+    `links` are the links that take a slot; `protected` our ring neighbours; `fragile` the
+    neighbours an eviction would take below their ``min_peers`` (never victims, even for a
+    ring neighbour: the offer is refused if nobody else can go); `spare` neighbours that
+    are victims only when no other link may go (their degree is not known yet).
     """
     if is_initiator(me, offerer):
         return Reject(REJECT_ROLE_CONFLICT)
@@ -508,8 +523,14 @@ def decide_offer(
         return Accept()
     if not config.eviction_strategy:
         return Reject(REJECT_MAX_PEERS)
-    victim = choose_victim(
-        me, links, protected, xor_routing=config.xor_routing, buckets=config.buckets_enabled
+    victim = _spared_victim(
+        me,
+        links,
+        protected,
+        xor_routing=config.xor_routing,
+        exclude=fragile,
+        spare=spare,
+        buckets=config.buckets_enabled,
     )
     if victim is None:
         return Reject(REJECT_MAX_PEERS)
@@ -519,7 +540,9 @@ def decide_offer(
         me_int = int(me, 16)
         crowd = _level_counts(me_int, links)
         if crowd.get(xor_level(me_int, int(offerer, 16)), 0) == 0:
-            victim = choose_victim(me, links, protected, xor_routing=True, buckets=True)
+            victim = _spared_victim(
+                me, links, protected, xor_routing=True, exclude=fragile, spare=spare, buckets=True
+            )
             if victim is not None and crowd[xor_level(me_int, int(victim, 16))] > 1:
                 return Evict(victim)
         return Reject(REJECT_MAX_PEERS)
@@ -534,13 +557,17 @@ def plan_dials(
     links: Mapping[PeerId, LinkSlot],
     config: TopologyConfig,
     now: float,
+    *,
+    fragile: Container[PeerId] = (),
+    spare: Container[PeerId] = (),
 ) -> DialPlan:
     """One optimiser run: ring repairs first, then fill towards `fill_target`.
 
-    `links` are the links that take a slot. A ring neighbour we should dial gets a slot even
-    when full (an unprotected link is evicted for it, if eviction is allowed); other dials
-    only use free slots. With buckets, an uncovered XOR level we may dial is filled first,
-    up to ``max_peers``.
+    `links` are the links that take a slot; `fragile` neighbours are never evicted, `spare`
+    ones only when no other may go (see `decide_offer`). A ring neighbour we should dial
+    gets a slot even when full (an unprotected link is evicted for it, if eviction is
+    allowed); other dials only use free slots. With buckets, an uncovered XOR level we may
+    dial is filled first, up to ``max_peers``.
     """
     if not config.auto_discovery:
         return DialPlan()
@@ -557,8 +584,14 @@ def plan_dials(
         if count >= config.max_peers:
             if not config.eviction_strategy:
                 continue
-            victim = choose_victim(
-                me, links, ring, xor_routing=config.xor_routing, exclude=evictions, buckets=buckets
+            victim = _spared_victim(
+                me,
+                links,
+                ring,
+                xor_routing=config.xor_routing,
+                exclude=_Union(evictions, fragile),
+                spare=spare,
+                buckets=buckets,
             )
             if victim is None:
                 continue
@@ -595,6 +628,32 @@ def plan_dials(
             if want == 0:
                 break
     return DialPlan(evictions=tuple(evictions), dials=tuple(dials))
+
+
+def _spared_victim(
+    me: PeerId,
+    links: Mapping[PeerId, LinkSlot],
+    protected: Container[PeerId],
+    *,
+    xor_routing: bool,
+    exclude: Container[PeerId],
+    spare: Container[PeerId],
+    buckets: bool,
+) -> PeerId | None:
+    """`choose_victim` that passes over the `spare` links unless nobody else may go."""
+    victim = choose_victim(
+        me,
+        links,
+        protected,
+        xor_routing=xor_routing,
+        exclude=_Union(exclude, spare),
+        buckets=buckets,
+    )
+    if victim is None:
+        victim = choose_victim(
+            me, links, protected, xor_routing=xor_routing, exclude=exclude, buckets=buckets
+        )
+    return victim
 
 
 def _level_counts(me_int: int, links: Mapping[PeerId, LinkSlot]) -> dict[int, int]:

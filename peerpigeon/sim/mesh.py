@@ -35,7 +35,7 @@ from peerpigeon.protocol.wire import GLOBAL_NETWORK
 
 from .clock import DEFAULT_WALL_OFFSET_S, Scheduler, VirtualClock
 
-__all__ = ["EvictionRecord", "MeshSim", "MeshSimError", "SimPeer"]
+__all__ = ["EvictedRecord", "EvictionRecord", "MeshSim", "MeshSimError", "SimPeer"]
 
 T = TypeVar("T")
 
@@ -55,7 +55,8 @@ class EvictionRecord:
 
     ``evictor_links`` counts the evictor's links that take a slot right after; ``victim_open``
     and ``victim_links`` are the open links and the links taking a slot (dials and answers
-    in flight included) the victim keeps once this one is gone (None: victim gone).
+    in flight included) the victim keeps once this one is gone (None: victim gone);
+    ``link_age`` how long the evicted link had been open (None: it was not open).
     """
 
     at: float
@@ -64,6 +65,24 @@ class EvictionRecord:
     evictor_links: int
     victim_open: int | None
     victim_links: int | None
+    link_age: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvictedRecord:
+    """One eviction, as the simulator saw it when the victim processed the notice.
+
+    ``open_after`` counts the victim's open links right after the evicted one closed,
+    ``slots_after`` its links that take a slot (dials and answers in flight included);
+    ``prior_loss_at`` when it last lost another open link before (None: never).
+    """
+
+    at: float
+    victim: PeerId
+    evictor: PeerId
+    open_after: int
+    slots_after: int
+    prior_loss_at: float | None
 
 
 class _Socket:
@@ -208,6 +227,9 @@ class MeshSim:
         self._hub_wake_at: float | None = None
         self.event_counts: dict[str, int] = {}
         self.evictions: list[EvictionRecord] = []
+        self.evicted: list[EvictedRecord] = []
+        self._last_loss: dict[PeerId, float] = {}
+        self._opened_at: dict[tuple[PeerId, PeerId], float] = {}
         self.steps = 0
         self.data_messages = 0
         self.data_lost = 0
@@ -442,7 +464,24 @@ class MeshSim:
             node.events.append(event)
         if self._digest is not None:
             self._digest.update(f"{self.now!r} {node.name} {event!r}\n".encode())
+        if isinstance(event, pm.PeerEvicted) and event.initiated_by_peer:
+            self.evicted.append(
+                EvictedRecord(
+                    self.now,
+                    node.peer_id,
+                    event.peer_id,
+                    len(node.mesh.connected_peers()),
+                    node.mesh.link_count(),
+                    self._last_loss.get(node.peer_id),
+                )
+            )
+        if isinstance(event, pm.PeerConnected):
+            self._opened_at[(node.peer_id, event.peer_id)] = self.now
+        if isinstance(event, pm.PeerDisconnected):
+            self._last_loss[node.peer_id] = self.now
+            self._opened_at.pop((node.peer_id, event.peer_id), None)
         if isinstance(event, pm.PeerEvicted) and not event.initiated_by_peer:
+            opened = self._opened_at.get((node.peer_id, event.peer_id))
             victim = self._by_id.get(event.peer_id)
             victim_open: int | None = None
             victim_links: int | None = None
@@ -458,6 +497,7 @@ class MeshSim:
                     node.mesh.link_count(),
                     victim_open,
                     victim_links,
+                    None if opened is None else self.now - opened,
                 )
             )
 

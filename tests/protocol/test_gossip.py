@@ -23,6 +23,7 @@ from peerpigeon.protocol.errors import ConfigError, UsageError
 from peerpigeon.protocol.frames import (
     BinaryGossipHeader,
     Hello,
+    decode_data_frame,
     encode_binary_gossip_header,
     encode_hello,
 )
@@ -1067,3 +1068,14 @@ def test_mesh_counts_rejected_gossip_as_bad_frames_and_closes_at_the_bound() -> 
     actions, events = s.text(envelope(C, msg_id="2" * 32, path=[D, C]))
     assert CloseLink(C, "protocol violation") in actions
     assert [e.field for e in events if isinstance(e, FrameRejected)] == ["path"]
+
+
+def test_hello_carries_min_peers_and_degree() -> None:
+    hello = Hello(from_peer=B, neighbours=(ME, A), min_peers=2)
+    text = encode_hello(hello)
+    assert json.loads(text)["minPeers"] == 2
+    assert decode_data_frame(text) == hello
+    assert "minPeers" not in json.loads(encode_hello(Hello(from_peer=B)))
+    legacy = json.loads(text)
+    del legacy["minPeers"]
+    assert decode_data_frame(json.dumps(legacy)) == Hello(from_peer=B, neighbours=(ME, A))

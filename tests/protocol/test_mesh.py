@@ -46,6 +46,7 @@ from peerpigeon.protocol.mesh import (
     SendText,
     StatusChanged,
 )
+from peerpigeon.protocol.mesh.machine import HELLO_GRACE_S
 from peerpigeon.protocol.rand import SeededEntropy
 from peerpigeon.protocol.wire import JsonObject, JsonValue
 
@@ -392,7 +393,7 @@ def test_direct_messages_both_ways() -> None:
 
 
 def test_eviction_through_the_wire() -> None:
-    a = make(PA)
+    a = make(PA, min_peers=0)  # losing its one link keeps it at min_peers: a fair victim
     b = make(P1, max_peers=1, min_peers=1)  # one slot: no ring to protect
     c = make(P2)  # closer to P1 than PA is
     wire = Wire(a, b, c)
@@ -412,6 +413,24 @@ def test_eviction_through_the_wire() -> None:
     assert P1 not in a.connected_peers()
     # The victim closed at once, so the evictor had nothing left to close.
     assert not [x for x in wire.actions[P1] if isinstance(x, CloseLink) and x.peer == PA]
+
+
+def test_eviction_spares_a_python_victim_at_min_peers() -> None:
+    a = make(PA)  # min_peers 2, one link: its hello says so, and it must not lose it
+    b = make(P1, max_peers=1, min_peers=1)
+    c = make(P2)  # closer to P1 than PA is: evicting PA would be the reference's choice
+    wire = Wire(a, b, c)
+    a.connect([URL], 0.0)
+    b.connect([URL], 0.0)
+    wire.run()
+    wire.advance(1.5)  # past the hello grace: the report decides, not the link's age
+    assert b.connected_peers() == (PA,)
+    c.connect([URL], 1.5)
+    wire.run()
+    wire.advance(2.0)
+    assert not [e for e in wire.events[P1] if isinstance(e, PeerEvicted)]
+    assert b.connected_peers() == (PA,)
+    assert P1 in a.connected_peers()
 
 
 def test_refused_offer_costs_one_round_trip() -> None:
@@ -473,6 +492,7 @@ def test_eviction_by_a_closer_offer_gives_the_notice_a_chance() -> None:
     s.online()
     s.accept(P9)
     s.accept(PF)
+    s.advance(s.now + HELLO_GRACE_S)  # no hello (a JS peer): evictable once the grace ends
     s.actions.clear()
     s.events.clear()
     s.offer(PA)  # 8^a = 2 beats 8^f = 7
@@ -507,6 +527,7 @@ def test_ring_neighbour_offer_evicts_even_when_farther() -> None:
     s.discover(P9, PA, PF)  # our ring: predecessor PF (wrapping), successor P9
     s.accept(P9)
     s.accept(PA)
+    s.advance(s.now + HELLO_GRACE_S)
     s.offer(PF)  # farther than PA, but a ring neighbour
     assert PeerEvicted(PA, "topology optimization", initiated_by_peer=False) in s.events
 

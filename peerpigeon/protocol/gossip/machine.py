@@ -111,6 +111,11 @@ def is_control_content(content: JsonValue) -> bool:
     return obj is not None and obj.get("type") in _CONTROL_CONTENT_TYPES
 
 
+# How long after a channel opens a peer's hello may still be on its way: until then the
+# neighbour may be a Python peer (the mesh spares it from eviction; we keep it informed).
+HELLO_WAIT_S: Final = 1.0
+
+
 @dataclass(slots=True)
 class _Counters:
     received: int = 0
@@ -149,6 +154,9 @@ class _Neighbour:
     features: frozenset[str] = frozenset()
     onward: tuple[int, ...] | None = None  # its neighbours, from its hello
     advertised: tuple[PeerId, ...] | None = None  # the neighbour list we last sent it
+    degree: int | None = None  # its open links, from its last hello
+    connected_at: float = 0.0
+    min_peers: int | None = None  # its min_peers, from its last hello (newer peers only)
     ttl_cap: int = field(default=JS_MAX_TTL)
 
     def fits(self, size: int) -> bool:
@@ -179,11 +187,13 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         network: str = GLOBAL_NETWORK,
         wall_offset_s: float = 0.0,
         max_frame_bytes: int = DEFAULT_MAX_DATA_FRAME_BYTES,
+        min_peers: int | None = None,
     ) -> None:
         """Create the machine for peer `me` in namespace `network`.
 
         `wall_offset_s` turns ``now`` into wall-clock seconds (wire timestamps, message
-        age); `max_frame_bytes` bounds the text frames `receive_text` decodes.
+        age); `max_frame_bytes` bounds the text frames `receive_text` decodes; `min_peers`
+        (the mesh's) goes in our hellos, so that evictors spare us at that degree.
         """
         super().__init__()
         if not is_valid_peer_id(me):
@@ -196,6 +206,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         self._network = network
         self._wall_offset_s = wall_offset_s
         self._max_frame_bytes = max_frame_bytes
+        self._min_peers = min_peers
         self._seen = SeenCache(max_size=config.max_seen, ttl_s=config.seen_ttl_s)
         self._neighbours: dict[PeerId, _Neighbour] = {}
         self._advert_at: float | None = None
@@ -225,6 +236,13 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     def python_neighbours(self) -> tuple[PeerId, ...]:
         """The neighbours that said hello (Python peers), oldest first."""
         return tuple(p for p, nb in self._neighbours.items() if nb.python)
+
+    def reported_degree(self, peer: PeerId) -> tuple[int, int | None] | None:
+        """`peer`'s open links and ``min_peers`` from its last hello (None: no hello yet)."""
+        nb = self._neighbours.get(peer)
+        if nb is None or nb.degree is None:
+            return None
+        return (nb.degree, nb.min_peers)
 
     def seen_count(self) -> int:
         """Ids in the seen cache."""
@@ -266,15 +284,28 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             value=int(peer, 16),
             max_message_size=max(0, max_message_size),
             pending=PendingPayloads(self._config.max_pending_binary),
+            connected_at=now,
         )
         self._neighbours[peer] = nb
         self._send_hello(nb)
         self._advert_soon(now)
 
     def peer_lost(self, peer: PeerId, now: float) -> None:
-        """The channel to `peer` closed; its pending binary headers are dropped."""
-        if self._neighbours.pop(peer, None) is not None:
-            self._advert_soon(now)
+        """The channel to `peer` closed; its pending binary headers are dropped.
+
+        The other Python neighbours hear of it at once (a new link waits ``advert_delay_s``):
+        our degree fell, and an evictor must not take us below ``min_peers`` on a stale
+        count. So do neighbours whose hello has not come yet within `HELLO_WAIT_S` of the
+        channel opening (they may be Python peers). At most one hello per neighbour per
+        lost link.
+        """
+        if self._neighbours.pop(peer, None) is None:
+            return
+        current = self._neighbour_list()
+        young = now - HELLO_WAIT_S
+        for nb in self._neighbours.values():
+            if (nb.python or nb.connected_at > young) and nb.advertised != current:
+                self._send_hello(nb, current)
 
     # --- frames ------------------------------------------------------------------------------
 
@@ -755,6 +786,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             max_ttl=self._config.max_ttl,
             features=_FEATURES,
             neighbours=listed,
+            min_peers=self._min_peers,
         )
         self._act(GossipSend(nb.peer, encode_hello(hello)))
 
@@ -772,6 +804,8 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         nb.max_ttl = hello.max_ttl
         nb.ttl_cap = hello.max_ttl
         nb.features = frozenset(hello.features)
+        nb.degree = len(hello.neighbours)
+        nb.min_peers = hello.min_peers
         listed = hello.neighbours[: self._config.max_neighbour_list]
         nb.onward = tuple(int(p, 16) for p in listed) if FEATURE_NEIGHBOURS in nb.features else None
         if first and nb.advertised != self._neighbour_list():

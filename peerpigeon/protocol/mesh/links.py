@@ -38,6 +38,7 @@ class Link:
     candidates: int = 0
     max_message_size: int = 0  # the remote's limit (0: none), known once open
     bad_frames: int = 0
+    opened_at: float | None = None  # when the data channel opened
 
     @property
     def is_open(self) -> bool:

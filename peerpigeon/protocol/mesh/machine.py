@@ -35,6 +35,7 @@ from peerpigeon.protocol.gossip import (
     GossipStats,
     MessageReceived,
 )
+from peerpigeon.protocol.gossip.machine import HELLO_WAIT_S
 from peerpigeon.protocol.ids import PeerId, is_initiator, is_valid_peer_id
 from peerpigeon.protocol.outbox import Outbox
 from peerpigeon.protocol.rand import Entropy, Rng
@@ -89,6 +90,9 @@ __all__ = ["FallbackState", "Mesh"]
 
 _CLOSE_EVICTED: Final = "evicted"
 _CLOSE_REPLACED: Final = "replaced by a new offer"
+# A link this young without a hello may be a Python peer whose hello is in flight: not a
+# victim yet (see `Mesh._fragile`).
+HELLO_GRACE_S: Final = HELLO_WAIT_S
 
 
 @dataclass(slots=True)
@@ -161,6 +165,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             network=config.network_name,
             wall_offset_s=wall_offset_s,
             max_frame_bytes=config.max_data_frame_bytes,
+            min_peers=config.min_peers,
         )
         self._epoch = 0  # signaling sessions so far
         self._optimize_at: float | None = None
@@ -497,6 +502,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             return
         link.phase = LinkPhase.OPEN
         link.deadline = None
+        link.opened_at = now
         link.max_message_size = max(0, max_message_size)
         self._table.dial_succeeded(peer)
         self._counters.links_opened += 1
@@ -769,8 +775,15 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             # The dialler gave up and tries again: the new offer replaces our answer.
             self._links.pop(peer)
             self._act(CloseLink(peer, _CLOSE_REPLACED))
+        fragile, spare = self._fragile(now)
         decision = decide_offer(
-            self._me, peer, self._links.slots(), self._protected(), self._topology
+            self._me,
+            peer,
+            self._links.slots(),
+            self._protected(),
+            self._topology,
+            fragile=fragile,
+            spare=spare,
         )
         if isinstance(decision, Reject):
             self._counters.offers_rejected += 1
@@ -930,6 +943,34 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _protected(self) -> tuple[PeerId, ...]:
         return self._table.ring_neighbours() if self._topology.ring_enabled else ()
 
+    def _fragile(self, now: float) -> tuple[tuple[PeerId, ...], tuple[PeerId, ...]]:
+        """Neighbours an eviction would (or might) take below their ``min_peers``.
+
+        Returns (fragile, spare). A Python neighbour's last hello says how many open links
+        it has (us included) and, from newer peers, its ``min_peers`` (else ours is
+        assumed): at or below it, the neighbour is fragile (never a victim). A link open for
+        less than `HELLO_GRACE_S` without a hello may be a Python peer whose hello is in
+        flight: spared (a victim only if no other link may go). JS peers report nothing:
+        the reference's eviction rules apply to them, and a JS victim may drop below its
+        ``minPeers`` (it re-dials on its own).
+        """
+        gossip = self._gossip
+        fragile: list[PeerId] = []
+        spare: list[PeerId] = []
+        for peer in self._links:
+            reported = gossip.reported_degree(peer)
+            if reported is None:
+                link = self._links.get(peer)
+                opened = None if link is None else link.opened_at
+                if opened is not None and now - opened < HELLO_GRACE_S:
+                    spare.append(peer)
+                continue
+            degree, their_min = reported
+            floor = self._config.min_peers if their_min is None else their_min
+            if degree <= floor:
+                fragile.append(peer)
+        return tuple(fragile), tuple(spare)
+
     def _learn(self, peer: PeerId, now: float) -> bool:
         before = self._table.forgotten_at_bound
         added = self._table.add(peer, now, self._epoch, protect=self._links)
@@ -977,7 +1018,16 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                 break
             self._drop_link(victim, REASON_OVER_MAX_PEERS, now, close=True, retry=False)
             self._emit(PeersUpdated())
-        plan = plan_dials(self._me, self._table, self._links.slots(), self._topology, now)
+        fragile, spare = self._fragile(now)
+        plan = plan_dials(
+            self._me,
+            self._table,
+            self._links.slots(),
+            self._topology,
+            now,
+            fragile=fragile,
+            spare=spare,
+        )
         for victim in plan.evictions:
             self._evict(victim, DEFAULT_EVICTION_REASON, now)
         for peer in plan.dials:
@@ -1053,4 +1103,5 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def _after_input(self, now: float) -> None:
         self._pump(now)
+        self._pump_gossip(now)  # hellos queued by lost links (evictions, drops)
         self._update_alone(now)
