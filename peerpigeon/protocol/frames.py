@@ -27,9 +27,10 @@ any frame of an unknown type that has gossip-like fields as gossip (data-plane W
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeAlias
+
+from peerpigeon.protocol.fields import opt_number, opt_str
 
 from .errors import DecodeError, UsageError
 from .ids import PeerId, is_valid_peer_id, parse_peer_id
@@ -295,26 +296,6 @@ def expects_payload(frame: DataFrame) -> bool:
 # --- decoding ----------------------------------------------------------------------------
 
 
-def _opt_str(obj: JsonObject, key: str, *, max_length: int | None = None) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DecodeError(key, "must be a string")
-    if max_length is not None and len(value) > max_length:
-        raise DecodeError(key, f"longer than {max_length} characters")
-    return value
-
-
-def _opt_number(obj: JsonObject, key: str) -> int | float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DecodeError(key, "must be a finite number")
-    return value
-
-
 def _required_str(obj: JsonObject, key: str, max_length: int) -> str:
     value = obj.get(key)
     if value is None:
@@ -354,7 +335,7 @@ def decode_gossip(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> Gossip
     if "content" not in obj:  # JSON null is fine, a missing key is not (data-plane 3.4)
         raise DecodeError("content", "is required")
     sender = parse_peer_id(obj.get("from"), "from")
-    to = _opt_str(obj, "to", max_length=MAX_GOSSIP_ID_LENGTH)
+    to = opt_str(obj, "to", max_length=MAX_GOSSIP_ID_LENGTH)
     if to is not None and not is_valid_peer_id(to.strip()):
         raise DecodeError("to", "must be 40 hex characters")
     path = _path(obj, max_path)
@@ -365,9 +346,9 @@ def decode_gossip(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> Gossip
         content=obj["content"],
         from_peer=sender,
         to=to,
-        network_name=_opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH),
-        timestamp=_opt_number(obj, "timestamp"),
-        ttl=_opt_number(obj, "ttl"),
+        network_name=opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH),
+        timestamp=opt_number(obj, "timestamp"),
+        ttl=opt_number(obj, "ttl"),
         path=path,
         extra=extra,
     )
@@ -378,8 +359,8 @@ def decode_eviction(obj: JsonObject) -> EvictionNotice:
     if obj.get("type") != "eviction":
         raise DecodeError("type", "must be 'eviction'")
     return EvictionNotice(
-        reason=_opt_str(obj, "reason", max_length=1024),
-        from_peer=_opt_str(obj, "from", max_length=MAX_GOSSIP_ID_LENGTH),
+        reason=opt_str(obj, "reason", max_length=1024),
+        from_peer=opt_str(obj, "from", max_length=MAX_GOSSIP_ID_LENGTH),
     )
 
 
@@ -395,8 +376,8 @@ def decode_signaling(obj: JsonObject) -> SignalingEnvelope:
         raise DecodeError("data.type", "must be a non-empty string")
     return SignalingEnvelope(
         message=inner,
-        from_peer_id=_opt_str(obj, "fromPeerId", max_length=MAX_GOSSIP_ID_LENGTH),
-        timestamp=_opt_number(obj, "timestamp"),
+        from_peer_id=opt_str(obj, "fromPeerId", max_length=MAX_GOSSIP_ID_LENGTH),
+        timestamp=opt_number(obj, "timestamp"),
     )
 
 
@@ -422,9 +403,9 @@ def _decode_binary_gossip(obj: JsonObject, max_path: int) -> BinaryGossipHeader:
         id=msg_id,
         from_peer=sender,
         size=size,
-        network_name=_opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH),
-        timestamp=_opt_number(obj, "timestamp"),
-        ttl=_opt_number(obj, "ttl"),
+        network_name=opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH),
+        timestamp=opt_number(obj, "timestamp"),
+        ttl=opt_number(obj, "ttl"),
         path=_path(obj, max_path),
         extra=extra,
     )

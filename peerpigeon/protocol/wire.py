@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Final, TypeAlias, TypedDict
 
 from .errors import DecodeError, UnknownMessageType
+from .fields import opt_int, opt_number, opt_str
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -428,33 +429,6 @@ def _too_deep(item: JsonObject | list[JsonValue], depth: int = 1) -> bool:
     return False
 
 
-def _opt_str(obj: JsonObject, key: str, path: str | None = None) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise DecodeError(path or key, "must be a string")
-    return value
-
-
-def _opt_int(obj: JsonObject, key: str, path: str | None = None) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DecodeError(path or key, "must be an integer")
-    return value
-
-
-def _opt_number(obj: JsonObject, key: str) -> int | float | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DecodeError(key, "must be a finite number")
-    return value
-
-
 def _data_object(obj: JsonObject, *, required: bool) -> JsonObject:
     value = obj.get("data")
     if value is None:
@@ -489,19 +463,19 @@ def message_from_object(obj: JsonObject) -> Message:
     get = obj.get
     network_name = get("networkName")
     if network_name is not None and not isinstance(network_name, str):
-        network_name = _opt_str(obj, "networkName")
+        network_name = opt_str(obj, "networkName")
     from_peer_id = get("fromPeerId")
     if from_peer_id is not None and not isinstance(from_peer_id, str):
-        from_peer_id = _opt_str(obj, "fromPeerId")
+        from_peer_id = opt_str(obj, "fromPeerId")
     target_peer_id = get("targetPeerId")
     if target_peer_id is not None and not isinstance(target_peer_id, str):
-        target_peer_id = _opt_str(obj, "targetPeerId")
+        target_peer_id = opt_str(obj, "targetPeerId")
     timestamp = get("timestamp")
     if timestamp is not None and type(timestamp) is not int:
-        timestamp = _opt_number(obj, "timestamp")
+        timestamp = opt_number(obj, "timestamp")
     max_peers = get("maxPeers")
     if max_peers is not None and type(max_peers) is not int:
-        max_peers = _opt_int(obj, "maxPeers")
+        max_peers = opt_int(obj, "maxPeers")
     env: _EnvelopeFields = {
         "network_name": network_name,
         "from_peer_id": from_peer_id,
@@ -518,7 +492,7 @@ def message_from_object(obj: JsonObject) -> Message:
         sdp = data.get("sdp")
         if not isinstance(sdp, str):
             raise DecodeError("data.sdp", "must be a string")
-        if _opt_str(data, "type", "data.type") not in (None, kind):
+        if opt_str(data, "type", path="data.type") not in (None, kind):
             raise DecodeError("data.type", f"must be {kind!r}")
         return (Offer if kind == "offer" else Answer)(sdp=sdp, **env)
     if kind == "ice-candidate":
@@ -528,9 +502,9 @@ def message_from_object(obj: JsonObject) -> Message:
             raise DecodeError("data.candidate", "must be a string")
         return IceCandidate(
             candidate=candidate,
-            sdp_mid=_opt_str(data, "sdpMid", "data.sdpMid"),
-            sdp_mline_index=_opt_int(data, "sdpMLineIndex", "data.sdpMLineIndex"),
-            username_fragment=_opt_str(data, "usernameFragment", "data.usernameFragment"),
+            sdp_mid=opt_str(data, "sdpMid", path="data.sdpMid"),
+            sdp_mline_index=opt_int(data, "sdpMLineIndex", path="data.sdpMLineIndex"),
+            username_fragment=opt_str(data, "usernameFragment", path="data.usernameFragment"),
             **env,
         )
     if kind == "ping":
