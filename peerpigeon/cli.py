@@ -108,6 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--keep-running", action="store_true", help="keep running until Ctrl-C instead of exiting"
     )
     _add_sim(sub)
+    _add_transfer(sub)
     return parser
 
 
@@ -115,6 +116,12 @@ def _add_sim(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from peerpigeon.sim_cli import add_sim_parser
 
     add_sim_parser(sub)
+
+
+def _add_transfer(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from peerpigeon.transfer_cli import add_transfer_parsers
+
+    add_transfer_parsers(sub)
 
 
 def _hub_config(args: argparse.Namespace) -> tuple[ServerConfig, list[str]]:
@@ -211,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from peerpigeon.sim_cli import run_sim
 
             return run_sim(args)
+        if args.command in ("send", "receive"):
+            from peerpigeon.transfer_cli import run_transfer
+
+            return run_transfer(args)
         if args.command == "demo":
             from peerpigeon.demo import run_demo
 

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,6 +28,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from peerpigeon.io.client import SystemEntropy, new_peer_id
 from peerpigeon.io.driver import DeadlineTimer, EventQueue, SignalingSocket
+from peerpigeon.io.streams import IncomingStream, StreamWriter
 from peerpigeon.io.transport import (
     BinaryReceived,
     ChannelOpen,
@@ -56,9 +58,16 @@ from peerpigeon.protocol.mesh import (
     MeshStats,
     MeshStatus,
     OpenSocket,
+    PeerDisconnected,
     PeerInfo,
     SendData,
     SendText,
+    StreamAborted,
+    StreamCredit,
+    StreamData,
+    StreamDelivered,
+    StreamEnded,
+    StreamOpened,
 )
 from peerpigeon.protocol.rand import Rng
 from peerpigeon.protocol.wire import JsonValue
@@ -74,6 +83,7 @@ LinkFactory = Callable[[Callable[[LinkEvent], None]], PeerLink]
 
 _LINK_QUEUE = 256  # actions queued per link; the machine sends few control frames per link
 _FLUSH_BEFORE_CLOSE_S = 1.0  # how long a closing link may take to flush (eviction notice)
+_MAX_PENDING_STREAMS = 64  # incoming streams not yet accepted; more are aborted
 
 
 def event_name(event: MeshEvent) -> str:
@@ -152,6 +162,12 @@ class PeerPigeonMesh:
         self._timer: DeadlineTimer | None = None
         self._workers: dict[PeerId, _Worker] = {}
         self._signaling_up = anyio.Event()
+        # --- streams (peerpigeon.io.streams) ---
+        self._writers: dict[tuple[PeerId, str], StreamWriter] = {}
+        self._incoming: dict[tuple[PeerId, str], IncomingStream] = {}
+        self._accept_send, self._accept_recv = anyio.create_memory_object_stream[IncomingStream](
+            _MAX_PENDING_STREAMS
+        )
 
     # --- views ----------------------------------------------------------------------------
 
@@ -257,6 +273,7 @@ class PeerPigeonMesh:
                 tg.cancel_scope.cancel()
                 await tg.__aexit__(et, e, tb)
             self._events.close()
+            self._close_streams()
 
     async def connect(self, url: str | Sequence[str], *, timeout: float = 10.0) -> None:
         """Connect to the hub at `url` (several: failover) and join the mesh.
@@ -333,6 +350,127 @@ class PeerPigeonMesh:
 
     # --- driving the machine -----------------------------------------------------------------
 
+    # --- streams ------------------------------------------------------------------------
+
+    async def open_stream(
+        self,
+        peer: str,
+        *,
+        stream_id: str | None = None,
+        type: str = "binary",  # the reference's metadata field
+        filename: str | None = None,
+        mime_type: str | None = None,
+        total_size: int | None = None,
+    ) -> StreamWriter:
+        """Open a byte stream to the neighbour `peer`; ``await w.send(b)``, ``await w.aclose()``.
+
+        Raises `UsageError` when `peer` is not a connected neighbour.
+        """
+        pid = PeerId(peer)
+        sid = self.machine.open_stream(
+            pid,
+            anyio.current_time(),
+            stream_id=stream_id,
+            type=type,
+            filename=filename,
+            mime_type=mime_type,
+            total_size=total_size,
+        )
+        writer = StreamWriter(self, pid, sid, self.machine.config.streams.chunk_size)
+        self._writers[(pid, sid)] = writer
+        self._perform()
+        return writer
+
+    async def send_file(self, peer: str, path: str | PathLike[str], *, block: int = 262_144) -> int:
+        """Stream the file at `path` to the neighbour `peer` (metadata type ``"file"``).
+
+        Returns the bytes sent; raises `StreamAbortedError` if the stream was aborted.
+        """
+        apath = anyio.Path(path)
+        size = (await apath.stat()).st_size
+        writer = await self.open_stream(
+            peer, type="file", filename=apath.name, mime_type="", total_size=size
+        )
+        try:
+            async with await anyio.open_file(apath, "rb") as f:
+                while chunk := await f.read(block):
+                    await writer.send(chunk)
+        except BaseException:
+            writer.abort("sender failed")
+            raise
+        await writer.aclose()
+        return writer.bytes_sent
+
+    async def accept_stream(self) -> IncomingStream:
+        """The next stream a neighbour opened to us (waits)."""
+        return await self._accept_recv.receive()
+
+    def _close_streams(self) -> None:
+        for incoming in self._incoming.values():
+            incoming.close()
+        self._incoming.clear()
+        self._accept_send.close()
+        while True:
+            try:
+                self._accept_recv.receive_nowait().close()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+        self._accept_recv.close()
+
+    def _link_for(self, peer: PeerId) -> PeerLink | None:
+        worker = self._workers.get(peer)
+        return None if worker is None or worker.closed else worker.link
+
+    def _forget_writer(self, writer: StreamWriter) -> None:
+        self._writers.pop((writer.peer, writer.stream_id), None)
+
+    def _stream_event(self, event: MeshEvent) -> bool:
+        """Route stream events to writers and readers; False: not for the event queue."""
+        match event:
+            case StreamData(peer=peer, stream_id=sid, data=data):
+                incoming = self._incoming.get((peer, sid))
+                if incoming is not None:
+                    incoming._feed(data)
+                return False
+            case StreamCredit(peer=peer, stream_id=sid):
+                writer = self._writers.get((peer, sid))
+                if writer is not None:
+                    writer._woken()
+                return False
+            case StreamDelivered(peer=peer, stream_id=sid):
+                writer = self._writers.pop((peer, sid), None)
+                if writer is not None:
+                    writer.delivered.set()
+            case PeerDisconnected(peer_id=gone):
+                for key in [k for k in self._writers if k[0] == gone]:
+                    del self._writers[key]  # ended, unconfirmed: nobody will confirm now
+            case StreamOpened(peer=peer, stream_id=sid, meta=meta):
+                incoming = IncomingStream(self, peer, sid, meta)
+                try:
+                    self._accept_send.send_nowait(incoming)
+                except anyio.WouldBlock:
+                    self.machine.stream_abort(
+                        peer, sid, "too many pending streams", anyio.current_time(), outgoing=False
+                    )
+                    return True
+                self._incoming[(peer, sid)] = incoming
+            case StreamEnded(peer=peer, stream_id=sid, verified=verified):
+                incoming = self._incoming.pop((peer, sid), None)
+                if incoming is not None:
+                    incoming._end(verified)
+            case StreamAborted(peer=peer, stream_id=sid, reason=reason, outgoing=outgoing):
+                if outgoing:
+                    writer = self._writers.pop((peer, sid), None)
+                    if writer is not None:
+                        writer._aborted(reason)
+                else:
+                    incoming = self._incoming.pop((peer, sid), None)
+                    if incoming is not None:
+                        incoming._abort(reason)
+            case _:
+                pass
+        return True
+
     def _on_due(self, now: float) -> None:
         self.machine.handle_timer(now)
         self._perform()
@@ -353,7 +491,8 @@ class PeerPigeonMesh:
                 case _:
                     self._to_worker(action)
         for event in machine.drain_events():
-            self._events.put(event)
+            if self._stream_event(event):
+                self._events.put(event)
         if machine.signaling_state is pc.ClientState.OPEN:
             self._signaling_up.set()
         if self._timer is not None:

@@ -36,6 +36,7 @@ from peerpigeon.protocol.gossip import (
     GossipSend,
     MessageReceived,
     RouteCandidate,
+    StreamChunkPaired,
     is_control_content,
     next_hop,
 )
@@ -581,15 +582,19 @@ def test_binary_pairs_in_fifo_order_across_text_frames() -> None:
     s.recv(A, '{"type":"__STREAM_CHUNK__","encoding":"binary","streamId":"s"}')
     s.recv(A, '{"type":"__BINARY__","size":0}')
     got = []
+    paired = []
     for data in (b"a", b"bb", b"chunk-bytes", b""):
-        got += [e for e in s.binary(A, data)[1] if isinstance(e, BinaryMessageReceived)]
+        events = s.binary(A, data)[1]
+        got += [e for e in events if isinstance(e, BinaryMessageReceived)]
+        paired += [e for e in events if isinstance(e, StreamChunkPaired)]
     assert [(e.data, e.size, e.from_peer, e.broadcast) for e in got] == [
         (b"a", 1, A, False),
         (b"bb", 2, A, False),
         (b"", 0, A, False),
     ]
     assert got[0].timestamp == NOW_MS
-    assert s.g.stats().binary_discarded == 1  # the stream chunk (no stream layer yet)
+    assert s.g.stats().binary_discarded == 0
+    assert [(e.peer, e.header["streamId"], e.data) for e in paired] == [(A, "s", b"chunk-bytes")]
 
 
 def test_binary_without_header_or_with_a_lying_size_is_rejected() -> None:

@@ -30,6 +30,7 @@ from .events import (
     GossipSend,
     GossipStats,
     MessageReceived,
+    StreamChunkPaired,
 )
 from .machine import FEATURE_BINARY_BROADCAST, FEATURE_NEIGHBOURS, Gossip, is_control_content
 from .routing import Hop, RouteCandidate, next_hop
@@ -48,6 +49,7 @@ __all__ = [
     "Hop",
     "MessageReceived",
     "RouteCandidate",
+    "StreamChunkPaired",
     "is_control_content",
     "next_hop",
 ]

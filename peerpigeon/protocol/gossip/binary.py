@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from peerpigeon.protocol.frames import BinaryGossipHeader
+from peerpigeon.protocol.wire import JsonObject
 
 __all__ = ["Pending", "PendingKind", "PendingPayloads"]
 
@@ -21,7 +22,8 @@ class PendingKind(enum.Enum):
 
     DIRECT = "direct"  # __BINARY__ from the neighbour: deliver
     BROADCAST = "broadcast"  # __PP_BINARY__: deliver once and relay
-    DISCARD = "discard"  # unusable or unwanted header, or a stream chunk: drop
+    DISCARD = "discard"  # unusable or unwanted header: drop
+    STREAM = "stream"  # a binary stream chunk: hand header and payload to the stream layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class Pending:
     kind: PendingKind
     size: int | None = None
     header: BinaryGossipHeader | None = None
+    stream_header: JsonObject | None = None  # STREAM: the chunk header, for the stream layer
 
 
 class PendingPayloads:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from peerpigeon.protocol.ids import PeerId
-from peerpigeon.protocol.wire import JsonValue
+from peerpigeon.protocol.wire import JsonObject, JsonValue
 
 __all__ = [
     "BinaryMessageReceived",
@@ -20,6 +20,7 @@ __all__ = [
     "GossipSend",
     "GossipStats",
     "MessageReceived",
+    "StreamChunkPaired",
 ]
 
 
@@ -82,7 +83,18 @@ class GossipRejected:
     reason: str
 
 
-GossipEvent: TypeAlias = MessageReceived | BinaryMessageReceived | GossipRejected
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamChunkPaired:
+    """A binary stream chunk paired with its header: for the stream layer (data-plane 5.2)."""
+
+    peer: PeerId
+    header: JsonObject
+    data: bytes = field(repr=False)
+
+
+GossipEvent: TypeAlias = (
+    MessageReceived | BinaryMessageReceived | GossipRejected | StreamChunkPaired
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

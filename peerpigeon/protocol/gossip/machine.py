@@ -69,6 +69,7 @@ from .events import (
     GossipSend,
     GossipStats,
     MessageReceived,
+    StreamChunkPaired,
 )
 from .routing import RouteCandidate, next_hop
 from .seen import SeenCache
@@ -364,7 +365,8 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             case BinaryHeader() | BinaryGossipHeader() | BadBinaryHeader():
                 self._on_binary_header(nb, frame, now)
             case OtherFrame() if expects_payload(frame):
-                self._queue_payload(nb, Pending(PendingKind.DISCARD))  # a stream chunk
+                # A stream chunk: paired here, handed to the stream layer (StreamChunkPaired).
+                self._queue_payload(nb, Pending(PendingKind.STREAM, stream_header=frame.body))
             case _:
                 return
 
@@ -382,6 +384,9 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             return
         if item.kind is PendingKind.DISCARD:
             self._c.binary_discarded += 1
+            return
+        if item.kind is PendingKind.STREAM and item.stream_header is not None:
+            self._emit(StreamChunkPaired(peer=peer, header=item.stream_header, data=bytes(data)))
             return
         if len(data) != item.size:
             self._c.binary_discarded += 1

@@ -114,6 +114,12 @@ from .events import (
     SendData,
     StatusChanged,
     StatusType,
+    StreamAborted,
+    StreamCredit,
+    StreamData,
+    StreamDelivered,
+    StreamEnded,
+    StreamOpened,
 )
 from .fallback import FallbackState
 from .machine import Mesh
@@ -156,4 +162,10 @@ __all__ = [
     "SendText",
     "StatusChanged",
     "StatusType",
+    "StreamAborted",
+    "StreamCredit",
+    "StreamData",
+    "StreamDelivered",
+    "StreamEnded",
+    "StreamOpened",
 ]

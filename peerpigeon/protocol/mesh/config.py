@@ -7,13 +7,14 @@ section 13 (numbers).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from peerpigeon.protocol.client import ClientConfig
 from peerpigeon.protocol.errors import ConfigError
 from peerpigeon.protocol.frames import DEFAULT_GOSSIP_TTL, DEFAULT_MAX_DATA_FRAME_BYTES
 from peerpigeon.protocol.gossip import GossipConfig
 from peerpigeon.protocol.ids import PeerId, is_valid_peer_id
+from peerpigeon.protocol.streams import StreamConfig
 from peerpigeon.protocol.topology import TopologyConfig
 from peerpigeon.protocol.wire import DEFAULT_MAX_FRAME_BYTES, GLOBAL_NETWORK
 
@@ -128,6 +129,7 @@ class MeshConfig:
     max_candidates_per_link: int = 64
     max_data_frame_bytes: int = DEFAULT_MAX_DATA_FRAME_BYTES
     max_bad_frames: int = 50
+    streams: StreamConfig = field(default_factory=StreamConfig)  # neighbour streams (files)
     keepalive_interval_s: float | None = 30.0
     keepalive_timeout_s: float | None = None
     signaling_connect_timeout_s: float = 10.0

@@ -15,6 +15,14 @@ from typing import Final, Literal, TypeAlias
 from peerpigeon.protocol.client import CloseSocket, OpenSocket, SendText
 from peerpigeon.protocol.gossip.events import BinaryMessageReceived, MessageReceived
 from peerpigeon.protocol.ids import PeerId
+from peerpigeon.protocol.streams import (
+    StreamAborted,
+    StreamCredit,
+    StreamData,
+    StreamDelivered,
+    StreamEnded,
+    StreamOpened,
+)
 from peerpigeon.protocol.wire import JsonValue
 
 __all__ = [
@@ -52,6 +60,12 @@ __all__ = [
     "SendText",
     "StatusChanged",
     "StatusType",
+    "StreamAborted",
+    "StreamCredit",
+    "StreamData",
+    "StreamDelivered",
+    "StreamEnded",
+    "StreamOpened",
 ]
 
 # `PeerDisconnected.reason` values; the JS reference uses the same strings (section 7.2).
@@ -227,6 +241,13 @@ MeshEvent: TypeAlias = (
     | StatusChanged
     | PeersUpdated
     | FrameRejected
+    # --- streams (peerpigeon.protocol.streams) ---
+    | StreamOpened
+    | StreamData
+    | StreamEnded
+    | StreamAborted
+    | StreamCredit
+    | StreamDelivered
 )
 
 

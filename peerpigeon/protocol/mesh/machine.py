@@ -34,11 +34,18 @@ from peerpigeon.protocol.gossip import (
     GossipSend,
     GossipStats,
     MessageReceived,
+    StreamChunkPaired,
 )
 from peerpigeon.protocol.gossip.machine import HELLO_WAIT_S
 from peerpigeon.protocol.ids import PeerId, is_initiator, is_valid_peer_id
 from peerpigeon.protocol.outbox import Outbox
 from peerpigeon.protocol.rand import Entropy, Rng
+from peerpigeon.protocol.streams import (
+    StreamMux,
+    StreamMuxStats,
+    StreamRejected,
+    is_stream_frame_type,
+)
 from peerpigeon.protocol.topology import (
     REJECT_ROLE_CONFLICT,
     Evict,
@@ -167,6 +174,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             max_frame_bytes=config.max_data_frame_bytes,
             min_peers=config.min_peers,
         )
+        self._streams = StreamMux(config.streams, entropy=entropy, wall_offset_s=wall_offset_s)
         self._epoch = 0  # signaling sessions so far
         self._optimize_at: float | None = None
         self._purge_at: float | None = None
@@ -290,6 +298,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._fallback.deadline(),
             self._links.deadline(),
             self._gossip.next_deadline(),
+            self._streams.next_deadline(),
         ):
             if at is not None and (best is None or at < best):
                 best = at
@@ -402,6 +411,79 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         msg_id = self._gossip.broadcast_binary(data, now)
         self._pump_gossip(now)
         return msg_id
+
+    # --- application calls: streams (peerpigeon.protocol.streams) ----------------------------
+
+    def open_stream(
+        self,
+        peer: PeerId,
+        now: float,
+        *,
+        stream_id: str | None = None,
+        type: str = "binary",  # the reference's metadata field
+        filename: str | None = None,
+        mime_type: str | None = None,
+        total_size: int | None = None,
+    ) -> str:
+        """Open a byte stream to the neighbour `peer`; returns its id (``__STREAM_INIT__``).
+
+        Python neighbours get a credit window (`stream_available`); JS neighbours none (pace
+        on the channel's buffered amount). Raises `UsageError` when `peer` is not a
+        connected neighbour (streams are neighbour-only) or has too many streams.
+        """
+        link = self._links.get(peer)
+        if link is None or link.phase is not LinkPhase.OPEN:
+            raise UsageError("peer", "not a connected neighbour")
+        sid = self._streams.open_stream(
+            peer,
+            now,
+            flow_control=peer in self._gossip.python_neighbours(),
+            stream_id=stream_id,
+            type=type,
+            filename=filename,
+            mime_type=mime_type,
+            total_size=total_size,
+        )
+        self._pump_streams(now)
+        return sid
+
+    def stream_available(self, peer: PeerId, stream_id: str) -> int | None:
+        """Bytes the outgoing stream may send now (``None``: no credit limit, a JS peer)."""
+        return self._streams.available(peer, stream_id)
+
+    def stream_send(self, peer: PeerId, stream_id: str, data: bytes, now: float) -> None:
+        """Send `data` on an outgoing stream (within `stream_available`); see `StreamMux.send`."""
+        self._streams.send(peer, stream_id, data, now)
+        self._pump_streams(now)
+
+    def stream_end(self, peer: PeerId, stream_id: str, now: float) -> None:
+        """Finish an outgoing stream (``__STREAM_END__`` with size and sha256)."""
+        self._streams.end_stream(peer, stream_id, now)
+        self._pump_streams(now)
+
+    def stream_abort(
+        self, peer: PeerId, stream_id: str, reason: str, now: float, *, outgoing: bool = True
+    ) -> None:
+        """Abort our stream (``outgoing=False``: one from `peer`); emits `StreamAborted`."""
+        self._streams.abort_stream(peer, stream_id, reason, now, outgoing=outgoing)
+        self._pump_streams(now)
+
+    def stream_acknowledge(self, peer: PeerId, stream_id: str, n: int, now: float) -> None:
+        """The application consumed `n` bytes of an incoming stream: credit goes back."""
+        self._streams.acknowledge(peer, stream_id, n, now)
+        self._pump_streams(now)
+
+    def stream_stats(self) -> StreamMuxStats:
+        """The stream layer's counters."""
+        return self._streams.stats()
+
+    def open_stream_count(self) -> tuple[int, int]:
+        """(outgoing, incoming) streams open now."""
+        return self._streams.open_count()
+
+    def stream_buffered_bytes(self) -> int:
+        """Bytes of incoming streams delivered and not yet read (acknowledged)."""
+        return self._streams.buffered_bytes()
 
     # --- signaling socket facts --------------------------------------------------------------
 
@@ -561,7 +643,11 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                     if expects_payload(frame):  # a stream chunk: its payload must be paired
                         self._gossip.receive_frame(peer, frame, now)
                         self._pump_gossip(now)
-                    self._counters.data_frames_ignored += 1  # streams and DHT: later layers
+                    elif is_stream_frame_type(frame.frame_type):
+                        self._streams.receive_frame(peer, frame.body, None, now)
+                        self._pump_streams(now)
+                    else:
+                        self._counters.data_frames_ignored += 1  # DHT and others: later layers
         self._after_input(now)
 
     def link_binary(self, peer: PeerId, data: bytes, now: float) -> None:
@@ -609,6 +695,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._pump(now)
         self._gossip.handle_timer(now)
         self._pump_gossip(now)
+        self._streams.handle_timer(now)
+        self._pump_streams(now)
         for peer in self._links.timed_out(now):
             link = self._links.get(peer)
             self._counters.dial_timeouts += int(link is not None and link.initiator)
@@ -852,6 +940,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         """Forget the link to `peer`; `close` queues `CloseLink`; `retry` sets a backoff."""
         link = self._links.pop(peer)
         self._gossip.peer_lost(peer, now)
+        self._streams.peer_lost(peer, now)
         if close:
             self._act(CloseLink(peer, reason))
         if link.phase is LinkPhase.OPEN:
@@ -884,6 +973,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         """Evict `peer`: notice on the channel now, `CloseLink` after the linger."""
         link = self._links.pop(peer)
         self._gossip.peer_lost(peer, now)
+        self._streams.peer_lost(peer, now)
         self._table.hold_off(peer, now + self._config.evicted_backoff_s)
         if link.phase is not LinkPhase.OPEN:
             self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -900,6 +990,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         reason = notice.reason or DEFAULT_EVICTION_REASON
         self._links.pop(peer)
         self._gossip.peer_lost(peer, now)
+        self._streams.peer_lost(peer, now)
         self._counters.evictions_received += 1
         self._counters.links_closed += 1
         self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -937,6 +1028,22 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                         self._bad_frame(link, field, reason, now)
                 case MessageReceived() | BinaryMessageReceived():
                     self._emit(event)
+                case StreamChunkPaired(peer=peer, header=header, data=data):
+                    self._streams.receive_frame(peer, header, data, now)
+                    self._pump_streams(now)
+
+    # --- internals: streams ------------------------------------------------------------------
+
+    def _pump_streams(self, now: float) -> None:
+        """Move the stream layer's sends to our actions and its events to ours."""
+        for action in self._streams.drain_actions():
+            self._act(SendData(action.peer, action.data))
+        for event in self._streams.drain_events():
+            if isinstance(event, StreamRejected):
+                self._counters.data_frames_rejected += 1
+                self._emit(FrameRejected(event.peer, "data", event.field, event.reason))
+            else:
+                self._emit(event)
 
     # --- internals: topology -----------------------------------------------------------------
 

@@ -104,6 +104,26 @@ for (const name of FORWARDED) {
   });
 }
 
+// --- streams (tests/interop/test_streams_interop.py) ---
+// Every incoming stream is read to its end; `streamDone` reports its size and sha256.
+mesh.addEventListener('streamReceived', async ({ peerId, streamId, stream, metadata }) => {
+  const { createHash } = await import('node:crypto');
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      hash.update(value);
+      size += value.byteLength;
+    }
+    emit('streamDone', { peerId, streamId, size, sha256: hash.digest('hex'), metadata });
+  } catch (error) {
+    emit('streamFailed', { peerId, streamId, message: String(error && error.message) });
+  }
+});
+
 let closing = null;
 function shutdown() {
   if (closing === null) {
@@ -200,6 +220,22 @@ async function run(command) {
       const sent = await mesh.sendBinaryData(to, bytes);
       if (sent !== true) throw new Error(`sendBinaryData to ${to} returned ${sent}`);
       return { size: bytes.byteLength };
+    }
+    case 'sendStream': {
+      // --- streams: `size` bytes of a deterministic pattern (seed), via createStreamToPeer.
+      const to = requireString(command, 'to');
+      const size = command.size;
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (command.seed ?? 7)) & 0xff;
+      const writable = mesh.createStreamToPeer(to, {
+        type: 'file',
+        filename: command.filename ?? 'from-js.bin',
+        totalSize: size,
+      });
+      const writer = writable.getWriter();
+      for (let at = 0; at < size; at += 262144) await writer.write(bytes.slice(at, at + 262144));
+      await writer.close();
+      return { size };
     }
     case 'connectToPeer':
       await mesh.connectToPeer(requireString(command, 'peerId'));

@@ -1,0 +1,235 @@
+#!/usr/bin/env python
+"""Stream throughput: `PeerPigeonMesh` streams vs a raw aiortc data-channel blast.
+
+One run, two processes (this one sends; a child process receives), the same bytes twice:
+
+* ``raw``: a bare aiortc data channel (offer/answer over the child's stdin/stdout), 16 KiB
+  binary messages paced on ``bufferedAmount`` (high water 512 KiB, low water 128 KiB, the
+  reference's marks), timed until the child has counted every byte;
+* ``stream``: our hub (in this process), two mesh peers, ``open_stream`` + ``send`` (the
+  code path of ``send_file`` without the disk), timed until the child's reader has read
+  every byte and the sha256 end check passed.
+
+Data is generated on the fly (never stored): 1 GiB, or 32 MiB with ``--quick``. Peak RSS
+growth (VmHWM, reset between phases through /proc/self/clear_refs) is reported for both
+processes. The last line is JSON with ``ratio_vs_raw_aiortc`` (stream MiB/s / raw MiB/s)
+and ``peak_rss_growth_mib`` ({"sender", "receiver"}, of the stream phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_MIB = 1024 * 1024
+_BLOCK = 256 * 1024
+_MSG = 16 * 1024
+_HIGH, _LOW = 32 * _MSG, 8 * _MSG
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> int:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    return _rss_kib("VmRSS")
+
+
+def _block(i: int) -> bytes:
+    return (i.to_bytes(8, "big") * (_BLOCK // 8))[:_BLOCK]
+
+
+# --- the receiving child ---------------------------------------------------------------------
+
+
+async def _child(total: int) -> None:
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from peerpigeon.io.mesh import LOOPBACK_ICE_HOSTS, PeerPigeonMesh
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(**obj: Any) -> None:
+        print(json.dumps(obj), flush=True)
+
+    # raw phase
+    base = _reset_peak()
+    offer = json.loads(await reader.readline())
+    pc = RTCPeerConnection()
+    done = asyncio.Event()
+    count = 0
+
+    def _on_message(message: bytes | str) -> None:
+        nonlocal count
+        count += len(message)
+        if count >= total:
+            done.set()
+
+    @pc.on("datachannel")
+    def _on_channel(channel: Any) -> None:
+        channel.on("message", _on_message)
+
+    await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], offer["type"]))
+    await pc.setLocalDescription(await pc.createAnswer())
+    say(sdp=pc.localDescription.sdp, type=pc.localDescription.type)
+    await done.wait()
+    say(raw_done=count, rss_growth_kib=_rss_kib("VmHWM") - base)
+    await pc.close()
+
+    # stream phase
+    url = json.loads(await reader.readline())["url"]
+    base = _reset_peak()
+    async with PeerPigeonMesh(network_name="bench", ice_hosts=LOOPBACK_ICE_HOSTS) as mesh:
+        await mesh.connect(url)
+        say(peer_id=mesh.peer_id)
+        incoming = await mesh.accept_stream()
+        got = 0
+        async for chunk in incoming:
+            got += len(chunk)
+        say(stream_done=got, verified=incoming.verified, rss_growth_kib=_rss_kib("VmHWM") - base)
+        await reader.readline()  # the parent says when to leave
+
+
+# --- the sending parent ----------------------------------------------------------------------
+
+
+async def _parent(total: int) -> dict[str, Any]:
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from peerpigeon.io.hub import PeerPigeonServer
+    from peerpigeon.io.mesh import LOOPBACK_ICE_HOSTS, PeerPigeonMesh
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--child",
+        str(total),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    cin, cout = child.stdin, child.stdout
+
+    async def hear() -> dict[str, Any]:
+        line = await cout.readline()
+        if not line:
+            raise RuntimeError("the receiver died")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def tell(**obj: Any) -> None:
+        cin.write((json.dumps(obj) + "\n").encode())
+
+    try:
+        # raw phase
+        base = _reset_peak()
+        pc = RTCPeerConnection()
+        channel = pc.createDataChannel("bench", ordered=True)
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        low = asyncio.Event()
+        channel.bufferedAmountLowThreshold = _LOW
+        channel.on("bufferedamountlow", low.set)
+        await pc.setLocalDescription(await pc.createOffer())
+        tell(sdp=pc.localDescription.sdp, type=pc.localDescription.type)
+        answer = await hear()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        await opened.wait()
+        start = time.perf_counter()
+        for i in range(total // _BLOCK):
+            block = _block(i)
+            for at in range(0, _BLOCK, _MSG):
+                channel.send(block[at : at + _MSG])
+            if channel.bufferedAmount > _HIGH:
+                low.clear()
+                await low.wait()
+        raw_child = await hear()
+        raw_s = time.perf_counter() - start
+        raw_rss = _rss_kib("VmHWM") - base
+        await pc.close()
+
+        # stream phase
+        async with PeerPigeonServer(port=0) as server:
+            base = _reset_peak()
+            async with PeerPigeonMesh(network_name="bench", ice_hosts=LOOPBACK_ICE_HOSTS) as mesh:
+                await mesh.connect(server.url)
+                tell(url=server.url)
+                peer = (await hear())["peer_id"]
+                while peer not in mesh.connected_peers() or (
+                    peer not in mesh.machine.python_neighbours()
+                ):
+                    mesh.connect_to_peer(peer)
+                    await asyncio.sleep(0.05)
+                start = time.perf_counter()
+                writer = await mesh.open_stream(peer, type="file", total_size=total)
+                for i in range(total // _BLOCK):
+                    await writer.send(_block(i))
+                await writer.aclose()
+                stream_child = await hear()
+                stream_s = time.perf_counter() - start
+                stream_rss = _rss_kib("VmHWM") - base
+                tell(bye=True)
+        assert raw_child["raw_done"] == total, raw_child
+        assert stream_child["stream_done"] == total, stream_child
+        assert stream_child["verified"], stream_child
+    finally:
+        if child.returncode is None:
+            cin.close()
+            try:
+                await asyncio.wait_for(child.wait(), 10)
+            except TimeoutError:
+                child.kill()
+    raw_mibs = total / _MIB / raw_s
+    stream_mibs = total / _MIB / stream_s
+    return {
+        "bytes": total,
+        "raw_aiortc_mib_s": round(raw_mibs, 2),
+        "stream_mib_s": round(stream_mibs, 2),
+        "ratio_vs_raw_aiortc": round(stream_mibs / raw_mibs, 3),
+        "peak_rss_growth_mib": {
+            "sender": round(stream_rss / 1024, 1),
+            "receiver": round(stream_child["rss_growth_kib"] / 1024, 1),
+        },
+        "raw_peak_rss_growth_mib": {
+            "sender": round(raw_rss / 1024, 1),
+            "receiver": round(raw_child["rss_growth_kib"] / 1024, 1),
+        },
+    }
+
+
+def main() -> None:
+    """Run the benchmark (or, with ``--child``, the receiving side)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--quick", action="store_true", help="32 MiB instead of 1 GiB")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        asyncio.run(_child(args.child))
+        return
+    total = (32 if args.quick else 1024) * _MIB
+    result = asyncio.run(_parent(total))
+    print(
+        f"raw aiortc {result['raw_aiortc_mib_s']} MiB/s, "
+        f"stream {result['stream_mib_s']} MiB/s, ratio {result['ratio_vs_raw_aiortc']}",
+        file=sys.stderr,
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
