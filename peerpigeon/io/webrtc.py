@@ -202,6 +202,7 @@ class AiortcTransport:
         self._on_event = on_event
         self._max_pending_candidates = max_pending_candidates
         # max-bundle like the JS reference: one ICE/DTLS transport for every m-section.
+        self._connect_tasks: set[asyncio.Task[object]] = set()
         self._pc = RTCPeerConnection(
             RTCConfiguration(
                 iceServers=[RTCIceServer(urls=url) for url in stun_urls],
@@ -291,6 +292,7 @@ class AiortcTransport:
         offer = await self._pc.createOffer()
         with self._gathering():
             await self._pc.setLocalDescription(offer)
+        self._watch_connect_tasks()
         return self._pc.localDescription.sdp
 
     async def accept_offer(self, sdp: str) -> str:
@@ -309,6 +311,7 @@ class AiortcTransport:
         answer = await self._pc.createAnswer()
         with self._gathering():
             await self._pc.setLocalDescription(answer)
+        self._watch_connect_tasks()
         return self._pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
@@ -398,6 +401,31 @@ class AiortcTransport:
 
     # -- closing ---------------------------------------------------------------------------
 
+    def _watch_connect_tasks(self) -> None:
+        """Retrieve the outcome of aiortc's own connect task for this connection.
+
+        aiortc starts ICE in a task it does not keep (``RTCPeerConnection.__connect``); when
+        the link is closed while ICE starts, that task fails with InvalidStateError and
+        nobody retrieves it, which asyncio reports as an unhandled error. The link's own
+        state already says what happened, so the outcome is only logged.
+        """
+        for task in asyncio.all_tasks():
+            if task in self._connect_tasks:
+                continue
+            coro = task.get_coro()
+            frame = getattr(coro, "cr_frame", None)
+            name = getattr(coro, "__qualname__", "")
+            if not name.endswith("__connect") or frame is None:
+                continue
+            if frame.f_locals.get("self") is self._pc:
+                self._connect_tasks.add(task)
+                task.add_done_callback(self._connect_task_done)
+
+    def _connect_task_done(self, task: asyncio.Task[object]) -> None:
+        self._connect_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("aiortc connect task ended: %r", task.exception())
+
     async def close(self) -> None:
         """Close the channel and the connection; idempotent. Delivers `Closed` if not ended."""
         self._finish(Closed("closed locally"))
@@ -433,6 +461,7 @@ class AiortcTransport:
             await self._pc.setRemoteDescription(description)
         except Exception as err:  # aiortc reports bad SDP as ValueError, OperationError, ...
             raise DecodeError("sdp", f"rejected ({type(err).__name__}: {str(err)[:80]})") from err
+        self._watch_connect_tasks()
         self._max_message_size = max_size
         # Candidates may arrive while we flush; the loop takes them before going live.
         while self._pending and not self._ended:
