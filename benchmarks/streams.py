@@ -8,12 +8,21 @@ One run, two processes (this one sends; a child process receives), the same byte
   reference's marks), timed until the child has counted every byte;
 * ``stream``: our hub (in this process), two mesh peers, ``open_stream`` + ``send`` (the
   code path of ``send_file`` without the disk), timed until the child's reader has read
-  every byte and the sha256 end check passed.
+  every byte and the sha256 end check passed;
+* ``send_file``: the same bytes, written beforehand to a temporary file in /tmp (deleted
+  afterwards), sent with ``send_file`` over the same two mesh peers, timed the same way;
+* ``js_stream``: the JS reference alone, for comparison: a reference ``PeerPigeonServer`` and
+  two ``js_peer.mjs`` peers (``tests/interop/harness.py``), timed from the ``sendStream``
+  command (``createStreamToPeer``, 256 KiB writes; the script first fills its buffer with a
+  pattern, which is included) to the receiver's ``streamDone`` event. 256 MiB, or 32 MiB
+  with ``--quick``. Needs Node and the npm modules of ``tests/interop/js``; without them the
+  JS figures are null.
 
-Data is generated on the fly (never stored): 1 GiB, or 32 MiB with ``--quick``. Peak RSS
-growth (VmHWM, reset between phases through /proc/self/clear_refs) is reported for both
-processes. The last line is JSON with ``ratio_vs_raw_aiortc`` (stream MiB/s / raw MiB/s)
-and ``peak_rss_growth_mib`` ({"sender", "receiver"}, of the stream phase).
+Data is generated on the fly: 1 GiB, or 32 MiB with ``--quick``. Peak RSS growth (VmHWM,
+reset between phases through /proc/self/clear_refs) is reported for both processes. The
+last line is JSON with ``ratio_vs_raw_aiortc`` (stream MiB/s / raw MiB/s),
+``ratio_send_file_vs_raw_aiortc``, ``ratio_vs_js_stream`` (stream MiB/s / JS MiB/s) and
+``peak_rss_growth_mib`` ({"sender", "receiver"}, of the stream phase).
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,11 +107,17 @@ async def _child(total: int) -> None:
     async with PeerPigeonMesh(network_name="bench", ice_hosts=LOOPBACK_ICE_HOSTS) as mesh:
         await mesh.connect(url)
         say(peer_id=mesh.peer_id)
-        incoming = await mesh.accept_stream()
-        got = 0
-        async for chunk in incoming:
-            got += len(chunk)
-        say(stream_done=got, verified=incoming.verified, rss_growth_kib=_rss_kib("VmHWM") - base)
+        for _ in range(2):  # open_stream + send, then send_file
+            incoming = await mesh.accept_stream()
+            got = 0
+            async for chunk in incoming:
+                got += len(chunk)
+            say(
+                stream_done=got,
+                verified=incoming.verified,
+                rss_growth_kib=_rss_kib("VmHWM") - base,
+            )
+            base = _reset_peak()
         await reader.readline()  # the parent says when to leave
 
 
@@ -135,7 +152,12 @@ async def _parent(total: int) -> dict[str, Any]:
     def tell(**obj: Any) -> None:
         cin.write((json.dumps(obj) + "\n").encode())
 
+    fd, tmp_name = tempfile.mkstemp(prefix="peerpigeon-bench-", suffix=".bin", dir="/tmp")
     try:
+        with os.fdopen(fd, "wb") as f:
+            for i in range(total // _BLOCK):
+                f.write(_block(i))
+
         # raw phase
         base = _reset_peak()
         pc = RTCPeerConnection()
@@ -183,11 +205,24 @@ async def _parent(total: int) -> dict[str, Any]:
                 stream_child = await hear()
                 stream_s = time.perf_counter() - start
                 stream_rss = _rss_kib("VmHWM") - base
+
+                # send_file phase
+                base = _reset_peak()
+                start = time.perf_counter()
+                sent = await mesh.send_file(peer, tmp_name)
+                file_child = await hear()
+                file_s = time.perf_counter() - start
+                file_rss = _rss_kib("VmHWM") - base
                 tell(bye=True)
         assert raw_child["raw_done"] == total, raw_child
         assert stream_child["stream_done"] == total, stream_child
         assert stream_child["verified"], stream_child
+        assert sent == total, sent
+        assert file_child["stream_done"] == total, file_child
+        assert file_child["verified"], file_child
     finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
         if child.returncode is None:
             cin.close()
             try:
@@ -196,11 +231,18 @@ async def _parent(total: int) -> dict[str, Any]:
                 child.kill()
     raw_mibs = total / _MIB / raw_s
     stream_mibs = total / _MIB / stream_s
+    file_mibs = total / _MIB / file_s
     return {
         "bytes": total,
         "raw_aiortc_mib_s": round(raw_mibs, 2),
         "stream_mib_s": round(stream_mibs, 2),
         "ratio_vs_raw_aiortc": round(stream_mibs / raw_mibs, 3),
+        "send_file_mib_s": round(file_mibs, 2),
+        "ratio_send_file_vs_raw_aiortc": round(file_mibs / raw_mibs, 3),
+        "send_file_peak_rss_growth_mib": {
+            "sender": round(file_rss / 1024, 1),
+            "receiver": round(file_child["rss_growth_kib"] / 1024, 1),
+        },
         "peak_rss_growth_mib": {
             "sender": round(stream_rss / 1024, 1),
             "receiver": round(stream_child["rss_growth_kib"] / 1024, 1),
@@ -210,6 +252,43 @@ async def _parent(total: int) -> dict[str, Any]:
             "receiver": round(raw_child["rss_growth_kib"] / 1024, 1),
         },
     }
+
+
+# --- the JS reference between two Node peers ------------------------------------------------
+
+_JS_A, _JS_B = "aa" * 20, "55" * 20
+
+
+def _js_stream(size: int) -> float | None:
+    """MiB/s of the reference's ``createStreamToPeer`` between two Node peers, or None."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "interop"))
+    try:
+        import harness  # type: ignore[import-not-found]
+    except ImportError as error:
+        print(f"js_stream skipped: {error}", file=sys.stderr)
+        return None
+    harness.MAX_WAIT = 300.0  # the harness's per-wait cap (30 s, for tests); a big transfer
+    try:
+        harness.ensure_node_modules()
+        group = harness.ProcessGroup()
+        try:
+            server = group.add(harness.JsServer())
+            a = group.add(harness.JsPeer(server.url, peer_id=_JS_A, network="bench", quiet=True))
+            b = group.add(harness.JsPeer(server.url, peer_id=_JS_B, network="bench", quiet=True))
+            a.wait_connected(_JS_B, 60)
+            b.wait_connected(_JS_A, 60)
+            start = time.perf_counter()
+            a.request({"cmd": "sendStream", "to": _JS_B, "size": size, "seed": 7}, 300)
+            done = b.wait_for("streamDone", 300, peerId=_JS_A)
+            elapsed = time.perf_counter() - start
+        finally:
+            group.close_all()
+    except harness.HarnessError as error:
+        print(f"js_stream failed: {error}", file=sys.stderr)
+        return None
+    if done["size"] != size:
+        raise RuntimeError(f"JS stream delivered {done['size']} of {size} bytes")
+    return size / _MIB / elapsed
 
 
 def main() -> None:
@@ -223,9 +302,19 @@ def main() -> None:
         return
     total = (32 if args.quick else 1024) * _MIB
     result = asyncio.run(_parent(total))
+    js_size = (32 if args.quick else 256) * _MIB
+    js_mibs = _js_stream(js_size)
+    result["js_stream_bytes"] = js_size
+    result["js_stream_mib_s"] = None if js_mibs is None else round(js_mibs, 2)
+    result["ratio_vs_js_stream"] = (
+        None if js_mibs is None else round(result["stream_mib_s"] / js_mibs, 3)
+    )
     print(
         f"raw aiortc {result['raw_aiortc_mib_s']} MiB/s, "
-        f"stream {result['stream_mib_s']} MiB/s, ratio {result['ratio_vs_raw_aiortc']}",
+        f"stream {result['stream_mib_s']} MiB/s, ratio {result['ratio_vs_raw_aiortc']}; "
+        f"send_file {result['send_file_mib_s']} MiB/s, "
+        f"ratio {result['ratio_send_file_vs_raw_aiortc']}; "
+        f"JS stream {result['js_stream_mib_s']} MiB/s, ours/JS {result['ratio_vs_js_stream']}",
         file=sys.stderr,
     )
     print(json.dumps(result))
