@@ -356,6 +356,24 @@ class MeshSimSource:
 # --- real peers and hubs ------------------------------------------------------------------------
 
 
+class _PolledSource:
+    """What the live-object sources share: a title, a clock, and listeners fed by `notify`."""
+
+    def __init__(self, title: str, clock: Callable[[], float]) -> None:
+        self.title = title
+        self._clock = clock
+        self._started = clock()
+        self._listeners = Listeners()
+
+    def subscribe(self, callback: Callable[[], None]) -> Unsubscribe:
+        """Hear `notify` calls."""
+        return self._listeners.add(callback)
+
+    def notify(self) -> None:
+        """Tell subscribers that something changed (e.g. from an ``on_event`` callback)."""
+        self._listeners.notify()
+
+
 class SignalingPeer(Protocol):
     """Anything with a signaling client machine: a `SignalingSession` or a `ClientHandle`."""
 
@@ -365,7 +383,7 @@ class SignalingPeer(Protocol):
         ...
 
 
-class PeerSource:
+class PeerSource(_PolledSource):
     """What local peers know: themselves, their hubs, and the peers they discovered.
 
     Every given peer is drawn as "self" with an edge to its hub (by URL); every peer they
@@ -380,19 +398,8 @@ class PeerSource:
         title: str = "local peers",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(title, clock)
         self.peers = peers
-        self.title = title
-        self._clock = clock
-        self._started = clock()
-        self._listeners = Listeners()
-
-    def subscribe(self, callback: Callable[[], None]) -> Unsubscribe:
-        """Hear `notify` calls."""
-        return self._listeners.add(callback)
-
-    def notify(self) -> None:
-        """Tell subscribers that something changed (e.g. from a session's ``on_event``)."""
-        self._listeners.notify()
 
     def snapshot(self) -> GraphSnapshot:
         """The local peers' combined knowledge now."""
@@ -456,7 +463,7 @@ class MeshPeer(Protocol):
         ...
 
 
-class MeshPeerSource:
+class MeshPeerSource(_PolledSource):
     """What local mesh peers know: themselves, their links, their hub, the peers they know.
 
     Each given peer (a `Mesh` machine, e.g. a simulated peer's ``mesh``, or anything with a
@@ -472,19 +479,8 @@ class MeshPeerSource:
         title: str = "local mesh peers",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(title, clock)
         self.peers = peers
-        self.title = title
-        self._clock = clock
-        self._started = clock()
-        self._listeners = Listeners()
-
-    def subscribe(self, callback: Callable[[], None]) -> Unsubscribe:
-        """Hear `notify` calls."""
-        return self._listeners.add(callback)
-
-    def notify(self) -> None:
-        """Tell subscribers that something changed (e.g. from ``mesh.on(...)`` callbacks)."""
-        self._listeners.notify()
 
     def _machines(self) -> list[Mesh]:
         from peerpigeon.protocol.mesh import Mesh
@@ -574,7 +570,7 @@ class SignalingHub(Protocol):
         ...
 
 
-class HubSource:
+class HubSource(_PolledSource):
     """A hub (a running `PeerPigeonServer`, or anything with its machine): its peers.
 
     The hub is the centre; every registered peer has a signaling edge to it; peers known
@@ -589,20 +585,9 @@ class HubSource:
         title: str = "hub",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(title, clock)
         self.server = server
         self.name = name
-        self.title = title
-        self._clock = clock
-        self._started = clock()
-        self._listeners = Listeners()
-
-    def subscribe(self, callback: Callable[[], None]) -> Unsubscribe:
-        """Hear `notify` calls."""
-        return self._listeners.add(callback)
-
-    def notify(self) -> None:
-        """Tell subscribers that something changed (e.g. from the server's ``on_event``)."""
-        self._listeners.notify()
 
     def snapshot(self) -> GraphSnapshot:
         """The hub and its peers now."""
