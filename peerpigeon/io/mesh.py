@@ -376,7 +376,7 @@ class PeerPigeonMesh:
             mime_type=mime_type,
             total_size=total_size,
         )
-        writer = StreamWriter(self, pid, sid, self.machine.config.streams.chunk_size)
+        writer = StreamWriter(self, pid, sid, self.machine.config.streams)
         self._writers[(pid, sid)] = writer
         self._perform()
         return writer

@@ -18,7 +18,7 @@ import anyio
 
 from peerpigeon.protocol.errors import PeerPigeonError
 from peerpigeon.protocol.ids import PeerId
-from peerpigeon.protocol.streams import StreamMeta
+from peerpigeon.protocol.streams import StreamConfig, StreamMeta
 
 if TYPE_CHECKING:
     from peerpigeon.io.mesh import PeerPigeonMesh
@@ -42,16 +42,19 @@ class _OutState:
 class StreamWriter:
     """An outgoing stream: ``await send(data)``, then ``await aclose()`` (or `abort`)."""
 
-    def __init__(self, mesh: PeerPigeonMesh, peer: PeerId, stream_id: str, chunk: int) -> None:
+    def __init__(
+        self, mesh: PeerPigeonMesh, peer: PeerId, stream_id: str, config: StreamConfig
+    ) -> None:
         self._mesh = mesh
         self.peer = peer
         self.stream_id = stream_id
-        self._chunk = chunk
         self._state = _OutState()
         self._done = False
         self.bytes_sent = 0
         self.delivered = anyio.Event()  # set when a Python receiver confirmed the whole stream
         self.flow_controlled = mesh.machine.stream_available(peer, stream_id) is not None
+        # the machine's choice for this stream (StreamMux.open_stream picks the same way)
+        self._chunk = config.chunk_for(self.flow_controlled)
 
     def _woken(self) -> None:
         self._state.wake.set()

@@ -96,7 +96,12 @@ class StreamConfig:
     """Settings of a `StreamMux`.
 
     Attributes:
-        chunk_size: bytes per chunk we send (clamped to [4096, 65536] like JS).
+        chunk_size: bytes per chunk we send to a JS peer (the reference's default; JS
+            clamps its own to [4096, 65536]).
+        credit_chunk_size: bytes per chunk we send to one of our peers (credit mode). Each
+            chunk costs a header frame, and aiortc puts every frame in its own SCTP packet,
+            so the largest chunk the wire allows (65536) keeps that cost under 2 %. A
+            window smaller than this caps it (`chunk_for`).
         window_bytes: credit a Python receiver grants per stream (and the sender assumes
             at open); a credit-mode sender never has more unacknowledged bytes in flight.
         credit_threshold_bytes: the receiver returns credit once this much was consumed.
@@ -109,6 +114,7 @@ class StreamConfig:
     """
 
     chunk_size: int = DEFAULT_CHUNK
+    credit_chunk_size: int = MAX_CHUNK
     window_bytes: int = 1 << 20
     credit_threshold_bytes: int = 1 << 18
     max_unread_bytes: int = 8 << 20
@@ -120,6 +126,8 @@ class StreamConfig:
         """Validate."""
         if not MIN_CHUNK <= self.chunk_size <= MAX_CHUNK:
             raise ConfigError("chunk_size", f"must be {MIN_CHUNK}..{MAX_CHUNK}")
+        if not MIN_CHUNK <= self.credit_chunk_size <= MAX_CHUNK:
+            raise ConfigError("credit_chunk_size", f"must be {MIN_CHUNK}..{MAX_CHUNK}")
         if self.window_bytes < self.chunk_size:
             raise ConfigError("window_bytes", "must be at least chunk_size")
         if not 0 < self.credit_threshold_bytes <= self.window_bytes:
@@ -132,6 +140,12 @@ class StreamConfig:
             raise ConfigError("max_total_bytes", "must be >= 0")
         if not self.idle_timeout_s > 0:
             raise ConfigError("idle_timeout_s", "must be > 0")
+
+    def chunk_for(self, flow_control: bool) -> int:
+        """The chunk size of a stream we open: to one of our peers (credit) or to JS."""
+        if not flow_control:
+            return self.chunk_size
+        return max(self.chunk_size, min(self.credit_chunk_size, self.window_bytes))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,7 +419,8 @@ class StreamMux(Outbox[StreamAction, StreamEvent]):
             meta["mimeType"] = mime_type
         if total_size is not None:
             meta["totalSize"] = total_size
-        meta["chunkSize"] = cfg.chunk_size
+        chunk = cfg.chunk_for(flow_control)
+        meta["chunkSize"] = chunk
         meta["timestamp"] = wall_ms
         frame: JsonObject = {"type": STREAM_INIT_TYPE, "streamId": stream_id, "metadata": meta}
         if flow_control:
@@ -413,7 +428,7 @@ class StreamMux(Outbox[StreamAction, StreamEvent]):
         self._out[(peer, stream_id)] = _Out(
             peer,
             stream_id,
-            cfg.chunk_size,
+            chunk,
             cfg.window_bytes if flow_control else None,
             now + cfg.idle_timeout_s,
         )

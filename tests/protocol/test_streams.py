@@ -383,3 +383,21 @@ def test_mesh_refuses_streams_to_non_neighbours() -> None:
     with pytest.raises(UsageError):
         m.open_stream(B, 0.0)
     assert m.open_stream_count() == (0, 0)
+
+
+def test_chunk_size_depends_on_the_receiver() -> None:
+    """Our peers get 64 KiB chunks (one header packet per 55 data packets in aiortc); JS
+    peers get the reference's 16 KiB; a window below 64 KiB caps the chunk."""
+    m = mux(StreamConfig())
+    for flow_control, chunk in ((True, 65536), (False, 16384)):
+        sid = m.open_stream(B, 0.0, flow_control=flow_control)
+        m.send(B, sid, bytes(100_000), 0.0)
+        out = frames(m)
+        assert json.loads(out[0])["metadata"]["chunkSize"] == chunk
+        sizes = [len(f) for f in out if isinstance(f, bytes)]
+        assert sizes == [chunk] * (100_000 // chunk) + [100_000 % chunk]
+    capped = StreamConfig(chunk_size=4096, window_bytes=8192, credit_threshold_bytes=4096)
+    assert capped.chunk_for(True) == 8192
+    assert capped.chunk_for(False) == 4096
+    with pytest.raises(ConfigError):
+        StreamConfig(credit_chunk_size=70_000)
