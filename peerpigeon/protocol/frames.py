@@ -15,6 +15,10 @@ unknown ``type`` to its gossip handler, which drops it for lack of ``id``/``subt
 * ``__PP_BINARY__`` (`BinaryGossipHeader`): a gossip envelope without ``content`` whose
   payload is the next binary frame: binary broadcast. It is only sent to peers that said
   hello, and pairs with its payload like ``__BINARY__`` (data-plane 5.2).
+* ``__PP_EVICT_ASK__``, ``__PP_EVICT_ANSWER__``, ``__PP_EVICT_CANCEL__`` (`EvictionAsk`,
+  `EvictionAnswer`, `EvictionCancel`): the eviction agreement (docs/eviction.md), sent
+  only to peers whose hello lists the ``evict-ask`` feature. Their request id is
+  ``requestId``, not ``id``, so a JS peer could not mistake one for gossip.
 
 A binary header that cannot be used (bad ``size``, bad envelope) still decodes, to
 `BadBinaryHeader`: its payload follows on the channel and must be paired and dropped, or
@@ -42,12 +46,16 @@ __all__ = [
     "DEFAULT_EVICTION_REASON",
     "DEFAULT_GOSSIP_TTL",
     "DEFAULT_MAX_DATA_FRAME_BYTES",
+    "EVICT_ANSWER_TYPE",
+    "EVICT_ASK_TYPE",
+    "EVICT_CANCEL_TYPE",
     "FILTERED_TYPES",
     "GOSSIP_RESERVED_KEYS",
     "HELLO_TYPE",
     "HELLO_VERSION",
     "JS_MAX_TTL",
     "MAX_BINARY_SIZE",
+    "MAX_EVICT_REQUEST_ID_LENGTH",
     "MAX_GOSSIP_ID_LENGTH",
     "MAX_HELLO_FEATURES",
     "MAX_HELLO_NEIGHBOURS",
@@ -59,6 +67,9 @@ __all__ = [
     "BinaryGossipHeader",
     "BinaryHeader",
     "DataFrame",
+    "EvictionAnswer",
+    "EvictionAsk",
+    "EvictionCancel",
     "EvictionNotice",
     "GossipMessage",
     "Hello",
@@ -73,6 +84,9 @@ __all__ = [
     "encode_binary_header",
     "encode_data_frame",
     "encode_eviction",
+    "encode_eviction_answer",
+    "encode_eviction_ask",
+    "encode_eviction_cancel",
     "encode_gossip",
     "encode_hello",
     "encode_signaling",
@@ -90,6 +104,10 @@ BINARY_HEADER_TYPE: Final = "__BINARY__"
 BINARY_GOSSIP_TYPE: Final = "__PP_BINARY__"
 HELLO_TYPE: Final = "__PP_HELLO__"
 HELLO_VERSION: Final = 1
+EVICT_ASK_TYPE: Final = "__PP_EVICT_ASK__"
+EVICT_ANSWER_TYPE: Final = "__PP_EVICT_ANSWER__"
+EVICT_CANCEL_TYPE: Final = "__PP_EVICT_CANCEL__"
+MAX_EVICT_REQUEST_ID_LENGTH: Final = 64  # ours are 16 hex characters
 MAX_HELLO_NEIGHBOURS: Final = 50  # max_peers is 1..50
 MAX_HELLO_FEATURES: Final = 16
 MAX_BINARY_SIZE: Final = 1 << 31  # a size field above this is nonsense (SCTP tops at 2**32)
@@ -255,6 +273,35 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
+class EvictionAsk:
+    """``__PP_EVICT_ASK__`` (ours): "may I evict you?"; the victim answers `request_id`."""
+
+    from_peer: PeerId
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EvictionAnswer:
+    """``__PP_EVICT_ANSWER__`` (ours): the victim's answer to the ask `request_id`.
+
+    ``accept`` true: the victim reserved the link and stays at or above its
+    ``min_peers`` once it is gone; false: it does not agree (the link must stay).
+    """
+
+    from_peer: PeerId
+    request_id: str
+    accept: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EvictionCancel:
+    """``__PP_EVICT_CANCEL__`` (ours): the evictor will not evict after all (ask `request_id`)."""
+
+    from_peer: PeerId
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class OtherFrame:
     """A well-formed frame of a type no codec here handles yet (kept whole for later layers).
 
@@ -274,6 +321,9 @@ DataFrame: TypeAlias = (
     | BinaryGossipHeader
     | BadBinaryHeader
     | Hello
+    | EvictionAsk
+    | EvictionAnswer
+    | EvictionCancel
     | OtherFrame
 )
 
@@ -442,6 +492,21 @@ def _decode_hello(obj: JsonObject) -> Hello:
     )
 
 
+def _decode_eviction_agreement(
+    kind: str, obj: JsonObject
+) -> EvictionAsk | EvictionAnswer | EvictionCancel:
+    sender = parse_peer_id(obj.get("from"), "from")
+    request_id = _required_str(obj, "requestId", MAX_EVICT_REQUEST_ID_LENGTH)
+    if kind == EVICT_ASK_TYPE:
+        return EvictionAsk(sender, request_id)
+    if kind == EVICT_CANCEL_TYPE:
+        return EvictionCancel(sender, request_id)
+    accept = obj.get("accept")
+    if not isinstance(accept, bool):
+        raise DecodeError("accept", "must be a boolean")
+    return EvictionAnswer(sender, request_id, accept)
+
+
 def decode_data_frame(
     raw: str | bytes,
     *,
@@ -483,6 +548,8 @@ def decode_data_object(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> D
             return BadBinaryHeader(kind, err.field, err.reason)
     if kind == HELLO_TYPE:
         return _decode_hello(obj)
+    if kind in (EVICT_ASK_TYPE, EVICT_ANSWER_TYPE, EVICT_CANCEL_TYPE):
+        return _decode_eviction_agreement(kind, obj)
     return OtherFrame(kind, obj)
 
 
@@ -572,6 +639,30 @@ def encode_eviction(notice: EvictionNotice) -> str:
     return _dumps(out)
 
 
+def encode_eviction_ask(ask: EvictionAsk) -> str:
+    """Encode a ``__PP_EVICT_ASK__`` frame."""
+    return _dumps({"type": EVICT_ASK_TYPE, "from": ask.from_peer, "requestId": ask.request_id})
+
+
+def encode_eviction_answer(answer: EvictionAnswer) -> str:
+    """Encode a ``__PP_EVICT_ANSWER__`` frame."""
+    return _dumps(
+        {
+            "type": EVICT_ANSWER_TYPE,
+            "from": answer.from_peer,
+            "requestId": answer.request_id,
+            "accept": answer.accept,
+        }
+    )
+
+
+def encode_eviction_cancel(cancel: EvictionCancel) -> str:
+    """Encode a ``__PP_EVICT_CANCEL__`` frame."""
+    return _dumps(
+        {"type": EVICT_CANCEL_TYPE, "from": cancel.from_peer, "requestId": cancel.request_id}
+    )
+
+
 def encode_signaling(envelope: SignalingEnvelope) -> str:
     """Encode a ``signaling`` wrapper; raises `UsageError` without a string inner ``type``."""
     if not envelope.inner_type:
@@ -601,5 +692,11 @@ def encode_data_frame(frame: DataFrame) -> str:
             raise UsageError("frame", "a bad binary header cannot be encoded")
         case Hello():
             return encode_hello(frame)
+        case EvictionAsk():
+            return encode_eviction_ask(frame)
+        case EvictionAnswer():
+            return encode_eviction_answer(frame)
+        case EvictionCancel():
+            return encode_eviction_cancel(frame)
         case OtherFrame():
             return _dumps(frame.body)

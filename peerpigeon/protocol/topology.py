@@ -34,15 +34,16 @@ The rules, and where they differ from the reference:
   forever. The evictor swaps one link for another, so it never drops below ``min_peers``;
   the victim loses a link that is not a ring link on either side (ring adjacency is
   symmetric), so it keeps its ring links.
-* **Victims keep ``min_peers``** (Python victims; an addition of this port). A Python peer's
-  ``__PP_HELLO__`` lists its open links and carries its ``min_peers``; it re-sends the hello
-  to its Python neighbours at once when a link closes (coalesced when one opens). A
-  neighbour whose last reported count is at most its ``min_peers`` is *fragile*
-  (`decide_offer`, `plan_dials`): never a victim, even when that refuses a ring neighbour.
-  A link opened less than a second ago without a hello (its hello may be in flight) is
-  *spared*: a victim only when no other link may go. JS peers report nothing and keep the
-  reference's behaviour (bar that preference): a JS victim may drop below its
-  ``minPeers`` and re-dials. A report in flight can still be stale by one latency.
+* **Victims keep ``min_peers``** (Python victims; an addition of this port). The caller
+  passes as ``fragile`` the links that may not be victims now: a Python neighbour whose
+  last ``__PP_HELLO__`` reports at most its ``min_peers`` links, a link open for less than
+  a second without a hello (its hello may be in flight), and the neighbours the mesh is
+  asking, or that refused, to be evicted. `decide_offer` and `plan_dials` never pick them,
+  even when that refuses a ring neighbour. The mesh then asks a Python victim to agree
+  before it evicts it (the eviction agreement, docs/eviction.md), so a report in flight
+  cannot take it below ``min_peers``. JS peers report nothing and keep the reference's
+  behaviour (bar that preference): a JS victim may drop below its ``minPeers`` and
+  re-dials.
 * **XOR buckets** (``xor_buckets``, the mesh's default; an addition of this port). The
   reference fills its free slots with the XOR-closest peers, so every link is short and a
   message needs about N/(2 * links) hops to cross the mesh (a degree-3 mesh of 1,000 peers
@@ -224,10 +225,15 @@ OfferDecision: TypeAlias = Accept | Evict | Reject
 
 @dataclass(frozen=True, slots=True)
 class DialPlan:
-    """What one optimiser run decided: evict these (to make room), then dial these."""
+    """What one optimiser run decided: evict these (to make room), then dial these.
+
+    ``replacements[i]`` is the dial (a ring neighbour, also in ``dials``) that
+    ``evictions[i]`` makes room for.
+    """
 
     evictions: tuple[PeerId, ...] = ()
     dials: tuple[PeerId, ...] = ()
+    replacements: tuple[PeerId, ...] = ()
 
 
 @dataclass(slots=True)
@@ -560,12 +566,14 @@ def plan_dials(
     *,
     fragile: Container[PeerId] = (),
     spare: Container[PeerId] = (),
+    pending: Container[PeerId] = (),
 ) -> DialPlan:
     """One optimiser run: ring repairs first, then fill towards `fill_target`.
 
     `links` are the links that take a slot; `fragile` neighbours are never evicted, `spare`
-    ones only when no other may go (see `decide_offer`). A ring neighbour we should dial
-    gets a slot even when full (an unprotected link is evicted for it, if eviction is
+    ones only when no other may go (see `decide_offer`); `pending` peers already wait for a
+    slot being made for them (neither dialled nor counted). A ring neighbour we should
+    dial gets a slot even when full (an unprotected link is evicted for it, if eviction is
     allowed); other dials only use free slots. With buckets, an uncovered XOR level we may
     dial is filled first, up to ``max_peers``.
     """
@@ -575,9 +583,10 @@ def plan_dials(
     buckets = config.buckets_enabled
     count = len(links)
     evictions: list[PeerId] = []
+    replacements: list[PeerId] = []
     dials: list[PeerId] = []
     for peer in ring:
-        if peer in links or peer in dials or not is_initiator(me, peer):
+        if peer in links or peer in dials or peer in pending or not is_initiator(me, peer):
             continue
         if table.retry_at(peer) > now:
             continue
@@ -596,10 +605,11 @@ def plan_dials(
             if victim is None:
                 continue
             evictions.append(victim)
+            replacements.append(peer)
             count -= 1
         dials.append(peer)
         count += 1
-    taken = _Union(links, dials)
+    taken = _Union(_Union(links, dials), pending)
     bucket_dials = 0
     if buckets and count < config.max_peers:
         want = max(config.min_peers - count, 1)
@@ -627,7 +637,9 @@ def plan_dials(
             want -= 1
             if want == 0:
                 break
-    return DialPlan(evictions=tuple(evictions), dials=tuple(dials))
+    return DialPlan(
+        evictions=tuple(evictions), dials=tuple(dials), replacements=tuple(replacements)
+    )
 
 
 def _spared_victim(

@@ -43,6 +43,7 @@ HUB_URL: Final = "ws://hub:3000"
 CLOSE_ABNORMAL: Final = 1006
 _SDP_TAG: Final = "a=x-sim-link:"
 _MAX_MESSAGE_SIZE: Final = 262_144
+_MAX_LOSSES_KEPT: Final = 64  # per peer: far more than it can lose while an agreement holds
 
 
 class MeshSimError(RuntimeError):
@@ -74,7 +75,10 @@ class EvictedRecord:
 
     ``open_after`` counts the victim's open links right after the evicted one closed,
     ``slots_after`` its links that take a slot (dials and answers in flight included);
-    ``prior_loss_at`` when it last lost another open link before (None: never).
+    ``agreed_at`` when the victim last agreed to be evicted by this evictor (its
+    `EvictionRequested` with ``accepted``; None: it never did); ``other_losses`` how many
+    open links it lost since then for reasons other than an eviction (a neighbour left,
+    crashed, closed, failed; 0 without an agreement).
     """
 
     at: float
@@ -82,7 +86,8 @@ class EvictedRecord:
     evictor: PeerId
     open_after: int
     slots_after: int
-    prior_loss_at: float | None
+    agreed_at: float | None = None
+    other_losses: int = 0
 
 
 class _Socket:
@@ -228,7 +233,8 @@ class MeshSim:
         self.event_counts: dict[str, int] = {}
         self.evictions: list[EvictionRecord] = []
         self.evicted: list[EvictedRecord] = []
-        self._last_loss: dict[PeerId, float] = {}
+        self._agreed_at: dict[tuple[PeerId, PeerId], float] = {}  # (victim, evictor) -> when
+        self._other_losses: dict[PeerId, list[float]] = {}  # losses not by eviction, by time
         self._opened_at: dict[tuple[PeerId, PeerId], float] = {}
         self.steps = 0
         self.data_messages = 0
@@ -464,7 +470,11 @@ class MeshSim:
             node.events.append(event)
         if self._digest is not None:
             self._digest.update(f"{self.now!r} {node.name} {event!r}\n".encode())
+        if isinstance(event, pm.EvictionRequested) and event.accepted:
+            self._agreed_at[(node.peer_id, event.peer_id)] = self.now
         if isinstance(event, pm.PeerEvicted) and event.initiated_by_peer:
+            agreed = self._agreed_at.pop((node.peer_id, event.peer_id), None)
+            losses = self._other_losses.get(node.peer_id, [])
             self.evicted.append(
                 EvictedRecord(
                     self.now,
@@ -472,13 +482,17 @@ class MeshSim:
                     event.peer_id,
                     len(node.mesh.connected_peers()),
                     node.mesh.link_count(),
-                    self._last_loss.get(node.peer_id),
+                    agreed,
+                    0 if agreed is None else sum(1 for t in losses if t >= agreed),
                 )
             )
         if isinstance(event, pm.PeerConnected):
             self._opened_at[(node.peer_id, event.peer_id)] = self.now
         if isinstance(event, pm.PeerDisconnected):
-            self._last_loss[node.peer_id] = self.now
+            if not event.reason.startswith(pm.REASON_EVICTED_PREFIX):
+                losses = self._other_losses.setdefault(node.peer_id, [])
+                losses.append(self.now)
+                del losses[: max(0, len(losses) - _MAX_LOSSES_KEPT)]
             self._opened_at.pop((node.peer_id, event.peer_id), None)
         if isinstance(event, pm.PeerEvicted) and not event.initiated_by_peer:
             opened = self._opened_at.get((node.peer_id, event.peer_id))

@@ -15,6 +15,9 @@ from peerpigeon.protocol.frames import (
     DEFAULT_MAX_DATA_FRAME_BYTES,
     MAX_PATH_LENGTH,
     DataFrame,
+    EvictionAnswer,
+    EvictionAsk,
+    EvictionCancel,
     EvictionNotice,
     GossipMessage,
     OtherFrame,
@@ -251,6 +254,34 @@ def test_signaling_encode_needs_an_inner_type() -> None:
         encode_signaling(SignalingEnvelope({"data": 1}))
 
 
+def test_eviction_agreement_frames() -> None:
+    ask = f'{{"type":"__PP_EVICT_ASK__","from":"{A}","requestId":"0123456789abcdef"}}'
+    assert decode_data_frame(ask) == EvictionAsk(A, "0123456789abcdef")
+    assert encode_data_frame(EvictionAsk(A, "0123456789abcdef")) == ask
+    yes = {"type": "__PP_EVICT_ANSWER__", "from": A, "requestId": "r", "accept": True}
+    assert decode_data_frame(json.dumps(yes)) == EvictionAnswer(A, "r", True)
+    cancel = {"type": "__PP_EVICT_CANCEL__", "from": A, "requestId": "r"}
+    assert decode_data_frame(json.dumps(cancel)) == EvictionCancel(A, "r")
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [
+        ({"type": "__PP_EVICT_ASK__", "from": A}, "requestId"),
+        ({"type": "__PP_EVICT_ASK__", "from": A, "requestId": ""}, "requestId"),
+        ({"type": "__PP_EVICT_ASK__", "from": A, "requestId": "x" * 65}, "requestId"),
+        ({"type": "__PP_EVICT_CANCEL__", "from": A, "requestId": 7}, "requestId"),
+        ({"type": "__PP_EVICT_ASK__", "from": "nope", "requestId": "r"}, "from"),
+        ({"type": "__PP_EVICT_ANSWER__", "from": A, "requestId": "r"}, "accept"),
+        ({"type": "__PP_EVICT_ANSWER__", "from": A, "requestId": "r", "accept": 1}, "accept"),
+    ],
+)
+def test_eviction_agreement_frame_errors(frame: JsonObject, field: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_data_frame(json.dumps(frame))
+    assert info.value.field == field
+
+
 # --- properties ------------------------------------------------------------------------------
 
 peer_ids = st.text(alphabet="0123456789abcdefABCDEF", min_size=40, max_size=40).map(PeerId)
@@ -294,6 +325,9 @@ gossip_messages = st.builds(
 frames: st.SearchStrategy[DataFrame] = (
     gossip_messages
     | st.builds(EvictionNotice, st.none() | st.text(max_size=30), st.none() | peer_ids)
+    | st.builds(EvictionAsk, peer_ids, st.text(min_size=1, max_size=64))
+    | st.builds(EvictionAnswer, peer_ids, st.text(min_size=1, max_size=64), st.booleans())
+    | st.builds(EvictionCancel, peer_ids, st.text(min_size=1, max_size=64))
     | st.builds(
         SignalingEnvelope,
         st.dictionaries(st.text(max_size=5), json_values, max_size=3).map(

@@ -207,7 +207,9 @@ def test_in_flight_links_take_slots() -> None:
     t = table(P4, P7, P1, P2)  # ring: P7 and (wrapping) P1
     no_ring = TopologyConfig(max_peers=2, min_peers=1, keep_ring=False)
     assert plan_dials(ME, t, links, no_ring, 0.0) == DialPlan()
-    assert plan_dials(ME, t, links, cfg, 0.0) == DialPlan(evictions=(P2,), dials=(P7,))
+    assert plan_dials(ME, t, links, cfg, 0.0) == DialPlan(
+        evictions=(P2,), dials=(P7,), replacements=(P7,)
+    )
 
 
 # --- plans ------------------------------------------------------------------------------------
@@ -240,6 +242,17 @@ def test_plan_makes_room_for_a_ring_neighbour() -> None:
     assert plan.evictions == (P4,)  # the farthest unprotected
     no_evict = TopologyConfig(eviction_strategy=False)
     assert plan_dials(ME, t, links, no_evict, 0.0) == DialPlan()
+
+
+def test_plan_leaves_pending_peers_alone() -> None:
+    cfg = TopologyConfig()
+    t = table(P1, P2, P4, P7, P9)
+    links = slots(P1, P2, P4)
+    # A slot is being made for P7 already (an eviction waits for its victim's agreement).
+    assert plan_dials(ME, t, links, cfg, 0.0, pending=(P7,)) == DialPlan()
+    wide = TopologyConfig(max_peers=6)
+    assert plan_dials(ME, t, slots(P7, P9), wide, 0.0).dials == (P1,)
+    assert plan_dials(ME, t, slots(P7, P9), wide, 0.0, pending=(P1,)).dials == (P2,)
 
 
 def test_plan_respects_backoff_and_switches() -> None:

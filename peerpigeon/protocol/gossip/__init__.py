@@ -32,11 +32,18 @@ from .events import (
     MessageReceived,
     StreamChunkPaired,
 )
-from .machine import FEATURE_BINARY_BROADCAST, FEATURE_NEIGHBOURS, Gossip, is_control_content
+from .machine import (
+    FEATURE_BINARY_BROADCAST,
+    FEATURE_EVICTION_AGREEMENT,
+    FEATURE_NEIGHBOURS,
+    Gossip,
+    is_control_content,
+)
 from .routing import Hop, RouteCandidate, next_hop
 
 __all__ = [
     "FEATURE_BINARY_BROADCAST",
+    "FEATURE_EVICTION_AGREEMENT",
     "FEATURE_NEIGHBOURS",
     "BinaryMessageReceived",
     "Gossip",

@@ -76,6 +76,7 @@ from .seen import SeenCache
 
 __all__ = [
     "FEATURE_BINARY_BROADCAST",
+    "FEATURE_EVICTION_AGREEMENT",
     "FEATURE_NEIGHBOURS",
     "Gossip",
     "is_control_content",
@@ -83,7 +84,8 @@ __all__ = [
 
 FEATURE_BINARY_BROADCAST: Final = "binary-broadcast"
 FEATURE_NEIGHBOURS: Final = "neighbours"
-_FEATURES: Final = (FEATURE_BINARY_BROADCAST, FEATURE_NEIGHBOURS)
+FEATURE_EVICTION_AGREEMENT: Final = "evict-ask"  # it answers __PP_EVICT_ASK__ (the mesh's)
+_FEATURES: Final = (FEATURE_BINARY_BROADCAST, FEATURE_NEIGHBOURS, FEATURE_EVICTION_AGREEMENT)
 _PATH_ENTRY_BYTES: Final = 43  # ',"<40 hex>"' added to the path per hop
 _ROUTED_SUBTYPES: Final = frozenset({"dm", "dht-routing"})
 # DM contents a JS peer handles internally and never shows the application (data-plane
@@ -244,6 +246,11 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         if nb is None or nb.degree is None:
             return None
         return (nb.degree, nb.min_peers)
+
+    def agrees_to_evictions(self, peer: PeerId) -> bool:
+        """Whether `peer`'s hello says it answers asks to evict it (a Python peer)."""
+        nb = self._neighbours.get(peer)
+        return nb is not None and nb.python and FEATURE_EVICTION_AGREEMENT in nb.features
 
     def seen_count(self) -> int:
         """Ids in the seen cache."""

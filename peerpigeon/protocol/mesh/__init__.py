@@ -3,8 +3,9 @@
 Reference: reference/signaling-and-topology.md sections 6-7, data-plane.md sections 1, 3, 4,
 9.5 and 12. Modules: `machine` (the `Mesh`), `config` (`MeshConfig`), `events` (actions,
 events, status views), `links` (per-peer link records), `fallback` (global-fallback
-timing). Whom to dial, keep and evict: `..topology`; gossip, direct messages and binary
-messages: `..gossip` (the `Gossip` machine the mesh composes).
+timing), `eviction` (the eviction agreement between Python peers). Whom to dial, keep and
+evict: `..topology`; gossip, direct messages and binary messages: `..gossip` (the `Gossip`
+machine the mesh composes).
 
 API (every input takes ``now``, monotonic seconds; outputs are drained)::
 
@@ -24,6 +25,7 @@ API (every input takes ``now``, monotonic seconds; outputs are drained)::
     outputs:  drain_actions() -> [MeshAction], drain_events() -> [MeshEvent]
     views:    status(), connected_peers(), discovered_peers(), peers(), stats(),
               gossip_stats(), python_neighbours(), link_count(), ring_neighbours(),
+              eviction_asks(), eviction_reservations(),
               network_name, fallback_state, signaling_state
 
 Contract with the I/O layer (io/mesh.py and sim/mesh.py obey it):
@@ -55,7 +57,10 @@ Behaviour beyond the topology rules:
   retried after ``dial_backoff_base_s`` (doubling, capped).
 * Eviction: both sides emit `PeerEvicted` (``initiated_by_peer`` tells which side) and
   `PeerDisconnected` (``"evicted: <reason>"``); JS emits one of them on each side. After
-  an eviction, neither side dials the other for ``evicted_backoff_s``.
+  an eviction, neither side dials the other for ``evicted_backoff_s``. A Python victim
+  is asked first and agrees only if it keeps ``min_peers`` open links (module
+  `eviction`, docs/eviction.md); the offer or ring dial that wanted the slot waits for
+  its answer (`EvictionRequested` on the victim). JS victims are evicted at once.
 * Gossip (`peerpigeon.protocol.gossip`): ``chat`` broadcasts are flooded and delivered,
   direct messages are routed to any peer by XOR distance, binary data goes to one
   neighbour (``__BINARY__``) or, between Python peers, to all (``__PP_BINARY__``); every
@@ -99,6 +104,7 @@ from .events import (
     CloseLink,
     CreateOffer,
     DiscoveredPeer,
+    EvictionRequested,
     FrameRejected,
     MeshAction,
     MeshEvent,
@@ -142,6 +148,7 @@ __all__ = [
     "CloseSocket",
     "CreateOffer",
     "DiscoveredPeer",
+    "EvictionRequested",
     "FallbackState",
     "FrameRejected",
     "Mesh",

@@ -68,6 +68,13 @@ class MeshConfig:
             after any change of the known peers or links).
         eviction_linger_s: an evicted link stays up this long after the notice, so the
             notice arrives before the close (reference weakness 23).
+        eviction_ask_timeout_s: how long we wait for a Python neighbour to answer our ask
+            to evict it (docs/eviction.md); a victim keeps the link it agreed to give up
+            reserved for twice this long.
+        max_eviction_asks: asks to evict waiting for an answer at once; at the bound no
+            further eviction is started (the offer is refused, the ring dial waits).
+        eviction_refused_hold_s: a neighbour that refused (or did not answer) an ask is not
+            asked again, nor evicted, for this long.
         rediscovery_grace_s: after a (re)connection to the hub, known peers the hub has not
             re-announced within this time are forgotten (unless linked).
         fallback_after_s: alone in ``network_name`` this long (hub connected, nobody
@@ -111,6 +118,9 @@ class MeshConfig:
     optimize_interval_s: float = 5.0
     optimize_delay_s: float = 0.02
     eviction_linger_s: float = 1.0
+    eviction_ask_timeout_s: float = 2.0
+    max_eviction_asks: int = 4
+    eviction_refused_hold_s: float = 5.0
     rediscovery_grace_s: float = 10.0
     fallback_after_s: float = 30.0
     fallback_probe_interval_s: float = 120.0
@@ -162,12 +172,14 @@ class MeshConfig:
             "fallback_after_s",
             "fallback_probe_interval_s",
             "fallback_probe_window_s",
+            "eviction_ask_timeout_s",
         ):
             _positive(getattr(self, name), name)
         for name in (
             "evicted_backoff_s",
             "eviction_linger_s",
             "rediscovery_grace_s",
+            "eviction_refused_hold_s",
         ):
             _positive(getattr(self, name), name, zero_ok=True)
         if self.dial_backoff_cap_s < self.dial_backoff_base_s:
@@ -180,6 +192,7 @@ class MeshConfig:
         for name in ("max_known_peers", "max_seen_messages", "max_candidates_per_link"):
             _count(getattr(self, name), name)
         _count(self.max_bad_frames, "max_bad_frames", 0)
+        _count(self.max_eviction_asks, "max_eviction_asks", 0)
         _count(self.max_data_frame_bytes, "max_data_frame_bytes", 1024)
         self.client_config((_PLACEHOLDER_URL,), self.network_name)
         self.gossip()

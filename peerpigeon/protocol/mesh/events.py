@@ -43,6 +43,7 @@ __all__ = [
     "CloseSocket",
     "CreateOffer",
     "DiscoveredPeer",
+    "EvictionRequested",
     "FrameRejected",
     "MeshAction",
     "MeshEvent",
@@ -191,6 +192,18 @@ class PeerEvicted:
     initiated_by_peer: bool
 
 
+@dataclass(frozen=True, slots=True)
+class EvictionRequested:
+    """A Python neighbour `peer_id` asked to evict us (ours; docs/eviction.md).
+
+    ``accepted``: we agreed (its link is reserved: we keep ``min_peers`` without it), or
+    refused (the link stays). `PeerEvicted` follows only if it then evicts us.
+    """
+
+    peer_id: PeerId
+    accepted: bool
+
+
 StatusType: TypeAlias = Literal[
     "initialized",
     "connecting",
@@ -236,6 +249,7 @@ MeshEvent: TypeAlias = (
     | PeerConnected
     | PeerDisconnected
     | PeerEvicted
+    | EvictionRequested
     | MessageReceived
     | BinaryMessageReceived
     | StatusChanged
@@ -314,6 +328,16 @@ class MeshStats:
     links_closed: int = 0  # open links that ended, whoever ended them
     evictions_sent: int = 0
     evictions_received: int = 0
+    # The eviction agreement between Python peers (docs/eviction.md). As evictor:
+    eviction_asks_sent: int = 0
+    eviction_asks_accepted: int = 0
+    eviction_asks_refused: int = 0
+    eviction_asks_timed_out: int = 0
+    eviction_asks_cancelled: int = 0  # not needed after all (a slot freed, purpose gone)
+    eviction_answers_dropped: int = 0  # unknown id, not from the asked peer, or late
+    # As victim:
+    eviction_requests_accepted: int = 0
+    eviction_requests_refused: int = 0
     candidates_dropped: int = 0
     data_frames_received: int = 0
     data_frames_rejected: int = 0

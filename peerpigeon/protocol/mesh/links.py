@@ -39,6 +39,7 @@ class Link:
     max_message_size: int = 0  # the remote's limit (0: none), known once open
     bad_frames: int = 0
     opened_at: float | None = None  # when the data channel opened
+    spare_until: float = 0.0  # refused (or ignored) our ask to evict it: not a victim till then
 
     @property
     def is_open(self) -> bool:

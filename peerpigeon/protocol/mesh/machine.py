@@ -18,6 +18,9 @@ from peerpigeon.protocol.frames import (
     BadBinaryHeader,
     BinaryGossipHeader,
     BinaryHeader,
+    EvictionAnswer,
+    EvictionAsk,
+    EvictionCancel,
     EvictionNotice,
     GossipMessage,
     Hello,
@@ -25,6 +28,9 @@ from peerpigeon.protocol.frames import (
     SignalingEnvelope,
     decode_data_object,
     encode_eviction,
+    encode_eviction_answer,
+    encode_eviction_ask,
+    encode_eviction_cancel,
     expects_payload,
 )
 from peerpigeon.protocol.gossip import (
@@ -47,6 +53,7 @@ from peerpigeon.protocol.streams import (
     is_stream_frame_type,
 )
 from peerpigeon.protocol.topology import (
+    REJECT_MAX_PEERS,
     REJECT_ROLE_CONFLICT,
     Evict,
     LinkPhase,
@@ -76,6 +83,7 @@ from .events import (
     CloseLink,
     CreateOffer,
     DiscoveredPeer,
+    EvictionRequested,
     FrameRejected,
     MeshAction,
     MeshEvent,
@@ -90,6 +98,7 @@ from .events import (
     SendData,
     StatusChanged,
 )
+from .eviction import Agreements, Ask, HeldOffer, Purpose, RingDial
 from .fallback import FallbackClock, FallbackState
 from .links import Link, LinkTable
 
@@ -98,8 +107,9 @@ __all__ = ["FallbackState", "Mesh"]
 _CLOSE_EVICTED: Final = "evicted"
 _CLOSE_REPLACED: Final = "replaced by a new offer"
 # A link this young without a hello may be a Python peer whose hello is in flight: not a
-# victim yet (see `Mesh._fragile`).
+# victim yet (see `Mesh._not_evictable`).
 HELLO_GRACE_S: Final = HELLO_WAIT_S
+_REQUEST_ID_BYTES: Final = 8  # an ask's request id: 16 hex characters
 
 
 @dataclass(slots=True)
@@ -113,6 +123,14 @@ class _Counters:
     links_closed: int = 0
     evictions_sent: int = 0
     evictions_received: int = 0
+    eviction_asks_sent: int = 0
+    eviction_asks_accepted: int = 0
+    eviction_asks_refused: int = 0
+    eviction_asks_timed_out: int = 0
+    eviction_asks_cancelled: int = 0
+    eviction_answers_dropped: int = 0
+    eviction_requests_accepted: int = 0
+    eviction_requests_refused: int = 0
     candidates_dropped: int = 0
     data_frames_received: int = 0
     data_frames_rejected: int = 0
@@ -175,6 +193,10 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             min_peers=config.min_peers,
         )
         self._streams = StreamMux(config.streams, entropy=entropy, wall_offset_s=wall_offset_s)
+        self._agreements = Agreements(max_asks=config.max_eviction_asks)
+        self._freed: list[Ask] = []  # asks whose victim's link ended: their slot is free
+        # Offers that only a young link's slot could take: answered when its grace ends.
+        self._waiting: dict[PeerId, tuple[str, float]] = {}  # offerer -> (sdp, decide_at)
         self._epoch = 0  # signaling sessions so far
         self._optimize_at: float | None = None
         self._purge_at: float | None = None
@@ -287,6 +309,14 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         """Neighbours that said hello: Python peers (larger TTLs, binary broadcast)."""
         return self._gossip.python_neighbours()
 
+    def eviction_asks(self) -> tuple[Ask, ...]:
+        """Our asks to evict a Python neighbour, waiting for its answer (docs/eviction.md)."""
+        return self._agreements.asks()
+
+    def eviction_reservations(self) -> tuple[PeerId, ...]:
+        """Neighbours we agreed may evict us, until they do (or cancel, or it lapses)."""
+        return self._agreements.reserved()
+
     def next_deadline(self) -> float | None:
         """When `handle_timer` is next due, or ``None``; a pure query."""
         client = self._client
@@ -299,6 +329,8 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._links.deadline(),
             self._gossip.next_deadline(),
             self._streams.next_deadline(),
+            self._agreements.deadline(),
+            min((at for _, at in self._waiting.values()), default=None),
         ):
             if at is not None and (best is None or at < best):
                 best = at
@@ -330,6 +362,9 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         the fallback is reset to the configured namespace.
         """
         had_links = bool(self._links)
+        self._agreements.clear()  # the links close: nothing to cancel or answer
+        self._freed.clear()
+        self._waiting.clear()
         for peer in self._links.drain_lingering():
             self._act(CloseLink(peer, REASON_MESH_DISCONNECTED))
         for peer in list(self._links):
@@ -625,6 +660,11 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                         self._bad_frame(link, "from", "is not the sending neighbour", now)
                     else:
                         self._on_evicted(peer, frame, now)
+                case EvictionAsk() | EvictionAnswer() | EvictionCancel():
+                    if frame.from_peer.lower() != peer.lower():
+                        self._bad_frame(link, "from", "is not the sending neighbour", now)
+                    else:
+                        self._on_agreement_frame(peer, frame, now)
                 case SignalingEnvelope(from_peer_id=claimed):
                     if claimed is not None and claimed.lower() != peer.lower():
                         self._bad_frame(link, "fromPeerId", "is not the sending neighbour", now)
@@ -697,6 +737,12 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._pump_gossip(now)
         self._streams.handle_timer(now)
         self._pump_streams(now)
+        for ask in self._agreements.expire(now):
+            self._ask_timed_out(ask, now)
+        for peer, (sdp, at) in list(self._waiting.items()):
+            if at <= now:
+                del self._waiting[peer]
+                self._answer_offer(peer, sdp, now, may_wait=False)
         for peer in self._links.timed_out(now):
             link = self._links.get(peer)
             self._counters.dial_timeouts += int(link is not None and link.initiator)
@@ -859,31 +905,68 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
             self._counters.stale_reports += 1  # JS ignores an offer on an open link too
             return
         self._learn(peer, now)
+        if self._agreements.replace_offer(peer, sdp):
+            return  # we wait for a victim's answer on its behalf: the new offer waits instead
+        if peer in self._waiting:
+            self._waiting[peer] = (sdp, self._waiting[peer][1])
+            return
         if link is not None and not link.initiator:
             # The dialler gave up and tries again: the new offer replaces our answer.
             self._links.pop(peer)
             self._act(CloseLink(peer, _CLOSE_REPLACED))
-        fragile, spare = self._fragile(now)
+        self._answer_offer(peer, sdp, now)
+
+    def _answer_offer(self, peer: PeerId, sdp: str, now: float, *, may_wait: bool = True) -> None:
+        """Accept, refuse, or hold the offer while a Python victim is asked to agree.
+
+        An offer that only a young link (no hello yet) could make room for waits until the
+        young links' grace ends, then is decided again (once): by then the link is a Python
+        peer to ask, or a JS peer to evict as the reference would.
+        """
+        slots = self._links.slots()
+        protected = self._protected()
         decision = decide_offer(
-            self._me,
-            peer,
-            self._links.slots(),
-            self._protected(),
-            self._topology,
-            fragile=fragile,
-            spare=spare,
+            self._me, peer, slots, protected, self._topology, fragile=self._not_evictable(now)
         )
-        if isinstance(decision, Reject):
-            self._counters.offers_rejected += 1
-            client = self._client
-            if client is not None and client.state is pc.ClientState.OPEN:
-                client.send_connection_rejected(peer, {"reason": decision.reason}, now)
-            if decision.reason == REJECT_ROLE_CONFLICT:
-                # They want a link and cannot have one their way; we may dial them.
-                self._optimize_soon(now)
-            return
+        if (
+            may_wait
+            and isinstance(decision, Reject)
+            and decision.reason == REJECT_MAX_PEERS
+            and len(self._waiting) < self._config.max_eviction_asks
+        ):
+            young = self._young(now)
+            alt = decide_offer(
+                self._me,
+                peer,
+                slots,
+                protected,
+                self._topology,
+                fragile=self._not_evictable(now, young=False),
+            )
+            if young and isinstance(alt, Evict):
+                self._waiting[peer] = (sdp, max(young.values()))
+                return
         if isinstance(decision, Evict):
-            self._evict(decision.victim, DEFAULT_EVICTION_REASON, now)
+            made = self._make_room(decision.victim, HeldOffer(peer, sdp), now)
+            if made is None:
+                return  # held: answered once the victim agrees (or refused if it does not)
+            if not made:
+                decision = Reject(REJECT_MAX_PEERS)
+        if isinstance(decision, Reject):
+            self._reject_offer(peer, decision.reason, now)
+            return
+        self._accept_offer(peer, sdp, now)
+
+    def _reject_offer(self, peer: PeerId, reason: str, now: float) -> None:
+        self._counters.offers_rejected += 1
+        client = self._client
+        if client is not None and client.state is pc.ClientState.OPEN:
+            client.send_connection_rejected(peer, {"reason": reason}, now)
+        if reason == REJECT_ROLE_CONFLICT:
+            # They want a link and cannot have one their way; we may dial them.
+            self._optimize_soon(now)
+
+    def _accept_offer(self, peer: PeerId, sdp: str, now: float) -> None:
         self._counters.offers_accepted += 1
         self._links.add(
             Link(
@@ -941,6 +1024,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         link = self._links.pop(peer)
         self._gossip.peer_lost(peer, now)
         self._streams.peer_lost(peer, now)
+        self._freed += self._agreements.link_lost(peer)
         if close:
             self._act(CloseLink(peer, reason))
         if link.phase is LinkPhase.OPEN:
@@ -974,6 +1058,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         link = self._links.pop(peer)
         self._gossip.peer_lost(peer, now)
         self._streams.peer_lost(peer, now)
+        self._freed += self._agreements.link_lost(peer)
         self._table.hold_off(peer, now + self._config.evicted_backoff_s)
         if link.phase is not LinkPhase.OPEN:
             self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -991,6 +1076,7 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._links.pop(peer)
         self._gossip.peer_lost(peer, now)
         self._streams.peer_lost(peer, now)
+        self._freed += self._agreements.link_lost(peer)
         self._counters.evictions_received += 1
         self._counters.links_closed += 1
         self._act(CloseLink(peer, REASON_EVICTED_PREFIX + reason))
@@ -1050,33 +1136,203 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _protected(self) -> tuple[PeerId, ...]:
         return self._table.ring_neighbours() if self._topology.ring_enabled else ()
 
-    def _fragile(self, now: float) -> tuple[tuple[PeerId, ...], tuple[PeerId, ...]]:
-        """Neighbours an eviction would (or might) take below their ``min_peers``.
+    def _young(self, now: float) -> dict[PeerId, float]:
+        """Open links without a hello still within their grace, and when it ends."""
+        out: dict[PeerId, float] = {}
+        for peer in self._links:
+            link = self._links.get(peer)
+            opened = None if link is None else link.opened_at
+            if opened is None or self._gossip.reported_degree(peer) is not None:
+                continue
+            if now < opened + HELLO_GRACE_S:
+                out[peer] = opened + HELLO_GRACE_S
+        return out
 
-        Returns (fragile, spare). A Python neighbour's last hello says how many open links
-        it has (us included) and, from newer peers, its ``min_peers`` (else ours is
-        assumed): at or below it, the neighbour is fragile (never a victim). A link open for
-        less than `HELLO_GRACE_S` without a hello may be a Python peer whose hello is in
-        flight: spared (a victim only if no other link may go). JS peers report nothing:
-        the reference's eviction rules apply to them, and a JS victim may drop below its
-        ``minPeers`` (it re-dials on its own).
+    def _not_evictable(self, now: float, *, young: bool = True) -> tuple[PeerId, ...]:
+        """Neighbours that may not be victims now (docs/eviction.md).
+
+        * *Fragile*: a Python neighbour's last hello says how many open links it has (us
+          included) and, from newer peers, its ``min_peers`` (else ours is assumed); at or
+          below it, it would refuse (or, an older Python peer, be taken below its minimum).
+        * *Young*: a link open for less than `HELLO_GRACE_S` without a hello may be a Python
+          peer whose hello is in flight; it becomes evictable as what its hello (or the
+          lack of one) shows.
+        * *Asked*: a victim we are asking already; *spared*: one that refused (or ignored)
+          an ask less than ``eviction_refused_hold_s`` ago.
+
+        JS peers report nothing: the reference's eviction rules apply to them, and a JS
+        victim may drop below its ``minPeers`` (it re-dials on its own).
         """
         gossip = self._gossip
-        fragile: list[PeerId] = []
-        spare: list[PeerId] = []
+        asked = self._agreements.victims()
+        out: list[PeerId] = []
         for peer in self._links:
+            link = self._links.get(peer)
+            if link is None or not link.is_open:
+                continue  # closing a link that is not open takes nobody's open link
+            if peer in asked or link.spare_until > now:
+                out.append(peer)
+                continue
             reported = gossip.reported_degree(peer)
             if reported is None:
-                link = self._links.get(peer)
-                opened = None if link is None else link.opened_at
-                if opened is not None and now - opened < HELLO_GRACE_S:
-                    spare.append(peer)
+                opened = link.opened_at
+                if young and opened is not None and now < opened + HELLO_GRACE_S:
+                    out.append(peer)
                 continue
             degree, their_min = reported
             floor = self._config.min_peers if their_min is None else their_min
             if degree <= floor:
-                fragile.append(peer)
-        return tuple(fragile), tuple(spare)
+                out.append(peer)
+        return tuple(out)
+
+    # --- internals: the eviction agreement (docs/eviction.md) ----------------------------------
+
+    def _make_room(self, victim: PeerId, purpose: Purpose, now: float) -> bool | None:
+        """Evict `victim` for `purpose`: True done, None asked (wait), False not allowed.
+
+        A victim whose hello offers the agreement is asked first (``__PP_EVICT_ASK__``);
+        other links are evicted at once, as in the reference. Either way, while we hold
+        reservations we never drop below what we promised (`Agreements.may_evict`).
+        """
+        link = self._links.get(victim)
+        if link is None:
+            return False
+        agreements = self._agreements
+        if link.is_open:
+            if not agreements.may_evict(victim, self.connected_peers(), self._config.min_peers):
+                return False
+            if self._gossip.agrees_to_evictions(victim):
+                if not agreements.can_ask():
+                    return False
+                request_id = self._entropy.token_bytes(_REQUEST_ID_BYTES).hex()
+                deadline = now + self._config.eviction_ask_timeout_s
+                agreements.start(request_id, victim, purpose, deadline)
+                self._counters.eviction_asks_sent += 1
+                self._act(SendData(victim, encode_eviction_ask(EvictionAsk(self._me, request_id))))
+                return None
+        self._evict(victim, DEFAULT_EVICTION_REASON, now)
+        return True
+
+    def _on_agreement_frame(
+        self, peer: PeerId, frame: EvictionAsk | EvictionAnswer | EvictionCancel, now: float
+    ) -> None:
+        agreements = self._agreements
+        match frame:
+            case EvictionAsk(request_id=request_id):
+                accepted = agreements.consider(
+                    peer,
+                    request_id,
+                    self.connected_peers(),
+                    self._config.min_peers,
+                    now + 2 * self._config.eviction_ask_timeout_s,
+                )
+                if accepted:
+                    self._counters.eviction_requests_accepted += 1
+                else:
+                    self._counters.eviction_requests_refused += 1
+                answer = EvictionAnswer(self._me, request_id, accepted)
+                self._act(SendData(peer, encode_eviction_answer(answer)))
+                self._emit(EvictionRequested(peer, accepted))
+            case EvictionCancel(request_id=request_id):
+                agreements.cancelled(peer, request_id)
+            case EvictionAnswer(request_id=request_id, accept=accept):
+                ask = agreements.answered(peer, request_id)
+                if ask is None:
+                    self._counters.eviction_answers_dropped += 1
+                elif accept:
+                    self._counters.eviction_asks_accepted += 1
+                    self._agreed(ask, now)
+                else:
+                    self._counters.eviction_asks_refused += 1
+                    self._spare(ask.victim, now)
+                    self._ask_failed(ask, now, retry=True)
+
+    def _agreed(self, ask: Ask, now: float) -> None:
+        """The victim agreed: evict it and use the slot, unless the offer or dial is moot.
+
+        (No slot can have freed meanwhile: a freed slot cancels the oldest ask at once, see
+        `_settle_asks`; and our promises already counted this ask when it was made.)
+        """
+        if not self._purpose_pending(ask.purpose):
+            self._cancel(ask)
+            self._ask_failed(ask, now, retry=False)
+            return
+        self._evict(ask.victim, DEFAULT_EVICTION_REASON, now)
+        self._fulfil(ask.purpose, now)
+
+    def _ask_timed_out(self, ask: Ask, now: float) -> None:
+        self._counters.eviction_asks_timed_out += 1
+        self._send_cancel(ask)  # its answer may still come: it is dropped then
+        self._spare(ask.victim, now)
+        self._ask_failed(ask, now, retry=False)
+
+    def _ask_failed(self, ask: Ask, now: float, *, retry: bool) -> None:
+        """No room was made for `ask`'s purpose: look for another victim, or give up."""
+        match ask.purpose:
+            case HeldOffer(peer=peer, sdp=sdp):
+                if retry and peer not in self._links:
+                    self._answer_offer(peer, sdp, now)  # the victim is spared: another, or no
+                elif peer not in self._links:
+                    self._reject_offer(peer, REJECT_MAX_PEERS, now)
+            case RingDial():
+                if retry:
+                    self._optimize_soon(now)
+
+    def _cancel(self, ask: Ask) -> None:
+        self._counters.eviction_asks_cancelled += 1
+        self._send_cancel(ask)
+
+    def _send_cancel(self, ask: Ask) -> None:
+        """Release the victim's reservation (if its link is still open)."""
+        link = self._links.get(ask.victim)
+        if link is not None and link.is_open:
+            cancel = EvictionCancel(self._me, ask.request_id)
+            self._act(SendData(ask.victim, encode_eviction_cancel(cancel)))
+
+    def _spare(self, peer: PeerId, now: float) -> None:
+        link = self._links.get(peer)
+        if link is not None:
+            link.spare_until = now + self._config.eviction_refused_hold_s
+
+    def _purpose_pending(self, purpose: Purpose) -> bool:
+        """Whether the offer or dial an ask was for still wants a slot."""
+        if purpose.peer in self._links or purpose.peer not in self._table:
+            return False
+        return isinstance(purpose, HeldOffer) or self._client_open()
+
+    def _fulfil(self, purpose: Purpose, now: float) -> None:
+        """Use a slot made (or freed) for `purpose`: answer the held offer, or dial."""
+        if not self._purpose_pending(purpose) or len(self._links) >= self._config.max_peers:
+            if isinstance(purpose, HeldOffer) and purpose.peer not in self._links:
+                self._reject_offer(purpose.peer, REJECT_MAX_PEERS, now)
+            return
+        match purpose:
+            case HeldOffer(peer=peer, sdp=sdp):
+                self._accept_offer(peer, sdp, now)
+            case RingDial(peer=peer):
+                self._dial(peer, now)
+
+    def _settle_asks(self, now: float) -> None:
+        """Asks whose victim's link ended, then asks a freed slot makes needless."""
+        freed, self._freed = self._freed, []
+        for ask in freed:
+            if len(self._links) < self._config.max_peers:
+                self._fulfil(ask.purpose, now)
+            else:
+                self._ask_failed(ask, now, retry=True)
+        agreements = self._agreements
+        while len(self._links) < self._config.max_peers:
+            asks = agreements.asks()
+            if not asks:
+                break
+            ask = asks[0]
+            agreements.take(ask.request_id)
+            self._cancel(ask)
+            self._fulfil(ask.purpose, now)
+
+    def _client_open(self) -> bool:
+        client = self._client
+        return client is not None and client.state is pc.ClientState.OPEN
 
     def _learn(self, peer: PeerId, now: float) -> bool:
         before = self._table.forgotten_at_bound
@@ -1087,6 +1343,9 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
     def _forget(self, peer: PeerId) -> None:
         self._table.remove(peer)
         self._departed.pop(peer, None)
+        self._waiting.pop(peer, None)
+        for ask in self._agreements.purpose_lost(peer):
+            self._cancel(ask)
 
     def _worth_optimizing(self, peer: PeerId) -> bool:
         """Whether a newly known peer may change the plan (cheap; the timer covers the rest)."""
@@ -1125,20 +1384,22 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
                 break
             self._drop_link(victim, REASON_OVER_MAX_PEERS, now, close=True, retry=False)
             self._emit(PeersUpdated())
-        fragile, spare = self._fragile(now)
         plan = plan_dials(
             self._me,
             self._table,
             self._links.slots(),
             self._topology,
             now,
-            fragile=fragile,
-            spare=spare,
+            fragile=self._not_evictable(now),
+            pending=self._agreements.purposes(),
         )
-        for victim in plan.evictions:
-            self._evict(victim, DEFAULT_EVICTION_REASON, now)
+        waiting: set[PeerId] = set()
+        for victim, peer in zip(plan.evictions, plan.replacements, strict=True):
+            if not self._make_room(victim, RingDial(peer), now):
+                waiting.add(peer)  # asked (dialled once agreed), or no room this time
         for peer in plan.dials:
-            self._dial(peer, now)
+            if peer not in waiting:
+                self._dial(peer, now)
 
     def _purge_unconfirmed(self) -> None:
         for peer in self._table.unconfirmed(self._epoch):
@@ -1180,6 +1441,9 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
         self._gossip.set_network(cfg.network_name)
         self._counters.fallback_switches += 1
         had_links = bool(self._links)
+        self._agreements.clear()  # every link closes; held offers were from global peers
+        self._freed.clear()
+        self._waiting.clear()
         for peer in self._links.drain_lingering():
             self._act(CloseLink(peer, REASON_NETWORK_CHANGED))
         for peer in list(self._links):
@@ -1210,5 +1474,6 @@ class Mesh(Outbox[MeshAction, MeshEvent]):
 
     def _after_input(self, now: float) -> None:
         self._pump(now)
+        self._settle_asks(now)
         self._pump_gossip(now)  # hellos queued by lost links (evictions, drops)
         self._update_alone(now)
