@@ -140,6 +140,16 @@ def our_hub(processes: ProcessGroup) -> OurHubFactory:
     return start
 
 
+@pytest.fixture(params=["our-hub", "js-server"])
+def hub_url(
+    request: pytest.FixtureRequest, our_hub: OurHubFactory, js_server: JsServerFactory
+) -> str:
+    """The signaling URL, once for each side: our hub (a subprocess) or the JS server."""
+    if request.param == "our-hub":
+        return str(our_hub().url)
+    return js_server().url
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test collected from this directory ``interop`` (hooks see all items)."""
     for item in items:

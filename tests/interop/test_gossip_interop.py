@@ -18,35 +18,24 @@ also send ``key_exchange`` gossip, which the Python peers must relay and never d
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
-import anyio.to_thread
 import pytest
 
-from peerpigeon.io.mesh import LOOPBACK_ICE_HOSTS, PeerPigeonMesh
-from peerpigeon.protocol.ids import PeerId
-from peerpigeon.protocol.mesh import (
-    BinaryMessageReceived,
-    MeshConfig,
-    MeshEvent,
-    MessageReceived,
-)
+from peerpigeon.protocol.mesh import BinaryMessageReceived, MessageReceived
 
-from .conftest import JsPeerFactory, JsServerFactory, OurHubFactory
-from .harness import MAX_WAIT, Event, JsPeer
+from . import mixed
+from .conftest import JsPeerFactory, OurHubFactory
+from .harness import JsPeer
+from .mixed import PyPeer, blocking, js_wait, mesh_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
-T = TypeVar("T")
-E = TypeVar("E")
-
 NETWORK = "gossip-interop"
-POLL_S = 0.05
 TEST_TIMEOUT_S = 150.0
 
 JS_A = "ee" * 20
@@ -67,90 +56,24 @@ def anyio_backend() -> str:
     return "asyncio"  # aiortc is asyncio-only
 
 
-@pytest.fixture(params=["our-hub", "js-server"])
-def hub_url(
-    request: pytest.FixtureRequest, our_hub: OurHubFactory, js_server: JsServerFactory
-) -> str:
-    """The signaling URL: our hub (a subprocess) or the JS reference server."""
-    if request.param == "our-hub":
-        return str(our_hub().url)
-    return js_server().url
+def start_js(js_peer: JsPeerFactory, url: str, peer_id: str) -> Awaitable[JsPeer]:
+    return mixed.start_js(js_peer, url, peer_id, NETWORK)
 
 
-async def blocking(fn: Callable[[], T]) -> T:
-    """Run a blocking harness call in a worker thread."""
-    return await anyio.to_thread.run_sync(fn)
+def py_peer(url: str, peer_id: str, **overrides: Any) -> AbstractAsyncContextManager[PyPeer]:
+    config = mesh_config(peer_id, NETWORK, **overrides)
+    return mixed.py_peer(url, config, ("message_received", "binary_message_received"))
 
 
-async def start_js(js_peer: JsPeerFactory, url: str, peer_id: str, **kw: Any) -> JsPeer:
-    return await blocking(lambda: js_peer(url, peer_id, NETWORK, **kw))
+async def binary(peer: PyPeer, sender: str) -> BinaryMessageReceived:
+    def find() -> BinaryMessageReceived | None:
+        return next((b for b in peer.of(BinaryMessageReceived) if b.from_peer == sender), None)
 
-
-async def js_wait(peer: JsPeer, matcher: str | Callable[[Event], bool], **fields: Any) -> Event:
-    return await blocking(lambda: peer.wait_for(matcher, MAX_WAIT, **fields))
-
-
-@dataclass
-class PyPeer:
-    mesh: PeerPigeonMesh
-    events: list[MeshEvent]
-
-    @property
-    def peer_id(self) -> str:
-        return self.mesh.peer_id
-
-    def of(self, kind: type[E]) -> Iterator[E]:
-        return (e for e in self.events if isinstance(e, kind))
-
-    async def wait_for(self, find: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-        with anyio.move_on_after(timeout):
-            while (found := find()) is None:
-                await anyio.sleep(POLL_S)
-            return found
-        raise AssertionError(
-            f"{self.peer_id[:8]}: timed out waiting for {what}; links "
-            f"{[p[:8] for p in self.mesh.connected_peers()]}; events {self.events[-10:]}"
-        )
-
-    async def message(self, sender: str, content: object) -> MessageReceived:
-        def find() -> MessageReceived | None:
-            return next(
-                (
-                    m
-                    for m in self.of(MessageReceived)
-                    if m.from_peer == sender and m.content == content
-                ),
-                None,
-            )
-
-        return await self.wait_for(find, f"a message from {sender[:8]}")
-
-    async def binary(self, sender: str) -> BinaryMessageReceived:
-        def find() -> BinaryMessageReceived | None:
-            return next((b for b in self.of(BinaryMessageReceived) if b.from_peer == sender), None)
-
-        return await self.wait_for(find, f"binary data from {sender[:8]}")
+    return await peer.wait_for(find, f"binary data from {sender[:8]}")
 
 
 def only_linked_to(peer: PyPeer, other: str) -> Callable[[], bool | None]:
     return lambda: True if peer.mesh.connected_peers() == (other,) else None
-
-
-@asynccontextmanager
-async def py_peer(url: str, config: MeshConfig) -> AsyncIterator[PyPeer]:
-    mesh = PeerPigeonMesh(config=config, ice_hosts=LOOPBACK_ICE_HOSTS)
-    events: list[MeshEvent] = []
-    async with mesh:
-        for name in ("message_received", "binary_message_received"):
-            mesh.on(name, events.append)
-        await mesh.connect(url)
-        yield PyPeer(mesh, events)
-
-
-def config(peer_id: str, **overrides: Any) -> MeshConfig:
-    return MeshConfig(
-        peer_id=PeerId(peer_id), network_name=NETWORK, allow_global_fallback=False, **overrides
-    )
 
 
 async def links_of(js: list[JsPeer], py: list[PyPeer]) -> dict[str, set[str]]:
@@ -182,8 +105,7 @@ async def test_mixed_mesh_broadcasts_and_binary(hub_url: str, js_peer: JsPeerFac
     with anyio.fail_after(TEST_TIMEOUT_S):
         async with AsyncExitStack() as stack:
             py = [
-                await stack.enter_async_context(py_peer(hub_url, config(pid)))
-                for pid in (PY_A, PY_B, PY_C)
+                await stack.enter_async_context(py_peer(hub_url, pid)) for pid in (PY_A, PY_B, PY_C)
             ]
             js = [await start_js(js_peer, hub_url, pid) for pid in (JS_A, JS_B)]
             everyone = {p.peer_id for p in py} | {j.peer_id for j in js}
@@ -217,7 +139,7 @@ async def test_mixed_mesh_broadcasts_and_binary(hub_url: str, js_peer: JsPeerFac
             j, p = pairs[0]
             data = base64.b64encode(PAYLOAD).decode()
             await blocking(lambda: j.request({"cmd": "sendBinary", "to": p.peer_id, "data": data}))
-            got_bin = await p.binary(j.peer_id)
+            got_bin = await binary(p, j.peer_id)
             assert (got_bin.data, got_bin.size, got_bin.broadcast) == (PAYLOAD, len(PAYLOAD), False)
             back = PAYLOAD[::-1]
             p.mesh.send_binary_data(j.peer_id, back)
@@ -246,8 +168,8 @@ async def test_direct_message_crosses_a_js_relay(
     with anyio.fail_after(TEST_TIMEOUT_S):
         quiet = {"auto_discovery": False, "max_ttl": 32, "max_path_length": 40}
         async with (
-            py_peer(url, config(LEFT, **quiet)) as left,
-            py_peer(url, config(RIGHT, **quiet)) as right,
+            py_peer(url, LEFT, **quiet) as left,
+            py_peer(url, RIGHT, **quiet) as right,
         ):
             relay = await start_js(js_peer, url, RELAY)
             for p in (left, right):

@@ -15,36 +15,31 @@ threads.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
-from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 import pytest
 
-from peerpigeon.io.mesh import LOOPBACK_ICE_HOSTS, PeerPigeonMesh
-from peerpigeon.protocol.mesh import (
-    REASON_EVICTED_PREFIX,
-    MeshEvent,
-    MessageReceived,
-    PeerDisconnected,
-    PeerEvicted,
-)
+from peerpigeon.protocol.mesh import REASON_EVICTED_PREFIX, PeerDisconnected, PeerEvicted
 from peerpigeon.protocol.wire import JsonValue
 
-from .conftest import JsPeerFactory, JsServerFactory, OurHubFactory
-from .harness import MAX_WAIT, Event, JsPeer
+from . import mixed
+from .conftest import JsPeerFactory
+from .harness import JsPeer
+from .mixed import PyPeer, blocking, js_wait, mesh_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.anyio]
 
-T = TypeVar("T")
-E = TypeVar("E")
-
 NETWORK = "mixed-mesh"
-POLL_S = 0.05
+RECORDED = (
+    "peer_connected",
+    "peer_disconnected",
+    "peer_evicted",
+    "message_received",
+    "status_changed",
+)
 TEST_TIMEOUT_S = 120.0
 
 # The mixed mesh: ordered JS_HI > PY_HI > JS_LO > PY_LO. With max_peers=3 all six links
@@ -88,101 +83,15 @@ def anyio_backend() -> str:
     return "asyncio"  # aiortc is asyncio-only
 
 
-@pytest.fixture(params=["our-hub", "js-server"])
-def hub_url(
-    request: pytest.FixtureRequest, our_hub: OurHubFactory, js_server: JsServerFactory
-) -> str:
-    """The signaling URL: our hub (a subprocess) or the JS reference server."""
-    if request.param == "our-hub":
-        return str(our_hub().url)
-    return js_server().url
-
-
 # --- helpers ---------------------------------------------------------------------------------
 
 
-async def blocking(fn: Callable[[], T]) -> T:
-    """Run a blocking harness call (process start, wait_for, request) in a worker thread."""
-    return await anyio.to_thread.run_sync(fn)
+def start_js(js_peer: JsPeerFactory, url: str, peer_id: str, **options: int) -> Awaitable[JsPeer]:
+    return mixed.start_js(js_peer, url, peer_id, NETWORK, **options)
 
 
-async def start_js(
-    js_peer: JsPeerFactory, url: str, peer_id: str, *, max_peers: int = 3, min_peers: int = 2
-) -> JsPeer:
-    return await blocking(
-        lambda: js_peer(url, peer_id, NETWORK, max_peers=max_peers, min_peers=min_peers)
-    )
-
-
-async def js_wait(peer: JsPeer, matcher: str | Callable[[Event], bool], **fields: Any) -> Event:
-    return await blocking(lambda: peer.wait_for(matcher, MAX_WAIT, **fields))
-
-
-@dataclass
-class PyPeer:
-    """A Python mesh peer and every event it emitted (recorded by a callback)."""
-
-    mesh: PeerPigeonMesh
-    events: list[MeshEvent]
-
-    @property
-    def peer_id(self) -> str:
-        return self.mesh.peer_id
-
-    def of(self, kind: type[E]) -> Iterator[E]:
-        return (e for e in self.events if isinstance(e, kind))
-
-    async def wait(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        with anyio.move_on_after(timeout):
-            while not condition():
-                await anyio.sleep(POLL_S)
-        assert condition(), (
-            f"{self.peer_id[:8]}: timed out after {timeout} s waiting for {what}; "
-            f"links {[p[:8] for p in self.mesh.connected_peers()]}; "
-            f"events {[e for e in self.events if type(e).__name__ != 'PeersUpdated'][-15:]}"
-        )
-
-    async def wait_connected(self, peer: str, timeout: float = 30) -> None:
-        await self.wait(
-            lambda: peer in self.mesh.connected_peers(), f"a link to {peer[:8]}", timeout
-        )
-
-    async def wait_message(self, sender: str, content: JsonValue) -> MessageReceived:
-        def found() -> MessageReceived | None:
-            return next(
-                (
-                    m
-                    for m in self.of(MessageReceived)
-                    if m.from_peer == sender and m.content == content
-                ),
-                None,
-            )
-
-        await self.wait(lambda: found() is not None, f"a message from {sender[:8]}")
-        message = found()
-        assert message is not None
-        return message
-
-
-@asynccontextmanager
-async def py_peer(
-    url: str, peer_id: str, *, max_peers: int = 3, min_peers: int = 2
-) -> AsyncIterator[PyPeer]:
-    mesh = PeerPigeonMesh(
-        peer_id=peer_id,
-        network_name=NETWORK,
-        max_peers=max_peers,
-        min_peers=min_peers,
-        allow_global_fallback=False,
-        ice_hosts=LOOPBACK_ICE_HOSTS,
-    )
-    events: list[MeshEvent] = []
-    async with mesh:
-        for name in ("peer_connected", "peer_disconnected", "peer_evicted", "message_received"):
-            mesh.on(name, events.append)
-        mesh.on("status_changed", events.append)
-        await mesh.connect(url)
-        yield PyPeer(mesh, events)
+def py_peer(url: str, peer_id: str, **overrides: int) -> AbstractAsyncContextManager[PyPeer]:
+    return mixed.py_peer(url, mesh_config(peer_id, NETWORK, **overrides), RECORDED)
 
 
 def link_initiator(py: PyPeer, other: str) -> bool:
@@ -227,7 +136,7 @@ async def test_mixed_mesh_links_and_direct_messages(hub_url: str, js_peer: JsPee
                 for py in py_peers:
                     to_py: JsonValue = {"from": "js", "by": js.peer_id[:8], "n": [1, 2.5, None]}
                     message_id = await blocking(partial(js.send_direct, py.peer_id, to_py))
-                    got = await py.wait_message(js.peer_id, to_py)
+                    got = await py.message(js.peer_id, to_py)
                     assert got.direct is True
                     assert got.message_id == message_id
                     assert got.via == js.peer_id  # a neighbour: delivered first hand
