@@ -210,7 +210,8 @@ class StreamAborted:
     """A stream (``outgoing`` ours, else theirs) was aborted (``streamAborted``).
 
     ``by_peer``: the other side aborted; otherwise we did (a local call, a timeout, a bad
-    frame, the link went away).
+    frame, the link went away). A Python receiver may also abort an ended stream of ours
+    that is still waiting for its `StreamDelivered`.
     """
 
     peer: PeerId
@@ -755,6 +756,9 @@ class StreamMux(Outbox[StreamAction, StreamEvent]):
         elif self._out.pop(key, None) is not None:
             outgoing = True
             self._c.aborted_out += 1
+        elif key in self._closing:  # ended (counted so), unconfirmed: the receiver gave up
+            del self._closing[key]
+            outgoing = True
         else:
             raise _Bad("streamId", "unknown stream")
         self._emit(
@@ -770,7 +774,9 @@ class StreamMux(Outbox[StreamAction, StreamEvent]):
             return
         s = self._out.get((peer, stream_id))
         if s is None:
-            raise _Bad("streamId", "unknown stream")  # late credit after end: harmless
+            if (peer, stream_id) in self._closing:
+                return  # returned before the receiver saw our end: expected, not an error
+            raise _Bad("streamId", "unknown stream")  # late credit after an abort: harmless
         grant = _int(body, "credit")
         if s.credit is None:
             raise _Bad("credit", "stream is not flow controlled")

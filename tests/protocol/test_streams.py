@@ -18,6 +18,7 @@ from peerpigeon.protocol.streams import (
     StreamConfig,
     StreamCredit,
     StreamData,
+    StreamDelivered,
     StreamEnded,
     StreamEvent,
     StreamMux,
@@ -294,6 +295,43 @@ def test_abort_from_either_side() -> None:
         tx.send(B, sid2, b"late", 0.0)
     assert tx.open_count() == (0, 0)
     assert rx.open_count() == (0, 0)
+
+
+def test_abort_after_end_reaches_a_sender_waiting_for_delivery() -> None:
+    """The receiver gives up before our end frame arrives: the sender, waiting for
+    `StreamDelivered`, learns it (found by the stateful test; it used to be refused)."""
+    tx, rx = mux(), mux()
+    sid = tx.open_stream(B, 0.0, flow_control=True)
+    transfer(tx, A, rx)
+    tx.send(B, sid, b"hello", 0.0)
+    tx.end_stream(B, sid, 0.0)
+    rx.abort_stream(A, sid, "no thanks", 0.0, outgoing=False)
+    rx.drain_events()
+    assert transfer(rx, B, tx) == [
+        StreamAborted(peer=B, stream_id=sid, reason="no thanks", outgoing=True, by_peer=True)
+    ]
+    assert [type(e) for e in transfer(tx, A, rx)] == [StreamRejected, StreamRejected]
+    assert tx.stats().rejected == 0
+    assert tx.stats().ended_out == 1
+    assert tx.stats().aborted_out == 0  # counted once, as ended
+    tx.receive_frame(B, {"type": "__STREAM_ABORT__", "streamId": sid}, None, 0.0)
+    assert [type(e) for e in tx.drain_events()] == [StreamRejected]  # forgotten: once only
+
+
+def test_credit_returned_after_our_end_is_expected() -> None:
+    """The receiver returns credit before our end frame reaches it: not a bad frame (found by
+    the stateful test; every such transfer used to count a rejected frame at the sender)."""
+    tx, rx = mux(), mux()
+    sid = tx.open_stream(B, 0.0, flow_control=True)
+    tx.send(B, sid, b"x" * 8192, 0.0)
+    transfer(tx, A, rx)
+    tx.end_stream(B, sid, 0.0)  # the end frame is still on its way
+    rx.acknowledge(A, sid, 8192, 0.0)  # the threshold: credit goes back
+    assert transfer(rx, B, tx) == []
+    assert tx.stats().rejected == 0
+    ended = transfer(tx, A, rx)
+    assert isinstance(ended[-1], StreamEnded)
+    assert transfer(rx, B, tx) == [StreamDelivered(peer=B, stream_id=sid)]
 
 
 def test_idle_streams_time_out_and_deadlines_step() -> None:
