@@ -104,7 +104,11 @@ async def send_file(
         # else once the channel drained.
         with anyio.move_on_after(timeout):
             if writer.flow_controlled:
-                await writer.delivered.wait()
+                try:
+                    await writer.wait_delivered()
+                except StreamAbortedError as err:
+                    print(f"peerpigeon send: the receiver refused the file: {err}", file=out)
+                    return 1
             else:
                 link = mesh._link_for(peer)
                 if link is not None:

@@ -441,9 +441,10 @@ class PeerPigeonMesh:
                 writer = self._writers.pop((peer, sid), None)
                 if writer is not None:
                     writer.delivered.set()
+                    writer._settled()
             case PeerDisconnected(peer_id=gone):
                 for key in [k for k in self._writers if k[0] == gone]:
-                    del self._writers[key]  # ended, unconfirmed: nobody will confirm now
+                    self._writers.pop(key)._settled()  # ended, unconfirmed: nobody will now
             case StreamOpened(peer=peer, stream_id=sid, meta=meta):
                 incoming = IncomingStream(self, peer, sid, meta)
                 try:

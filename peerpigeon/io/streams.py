@@ -52,6 +52,7 @@ class StreamWriter:
         self._done = False
         self.bytes_sent = 0
         self.delivered = anyio.Event()  # set when a Python receiver confirmed the whole stream
+        self._settled_flag = False
         self.flow_controlled = mesh.machine.stream_available(peer, stream_id) is not None
         # the machine's choice for this stream (StreamMux.open_stream picks the same way)
         self._chunk = config.chunk_for(self.flow_controlled)
@@ -111,6 +112,27 @@ class StreamWriter:
         self._mesh._perform()
         if not self.flow_controlled:
             self._mesh._forget_writer(self)  # a JS receiver confirms nothing
+
+    def _settled(self) -> None:
+        """Delivered, or nobody can confirm any more (the link went away)."""
+        self._settled_flag = True
+        self._state.wake.set()
+
+    async def wait_delivered(self) -> bool:
+        """After `aclose`, wait for the receiver's confirmation (Python receivers).
+
+        Returns True once the receiver confirmed the whole stream (size and sha256), False
+        when nobody can confirm (a JS receiver, or the link went away); raises
+        `StreamAbortedError` when the receiver aborted the stream instead.
+        """
+        while not self.delivered.is_set():
+            if self._state.aborted is not None:
+                raise StreamAbortedError("stream", self._state.aborted, peer=self.peer)
+            if not self.flow_controlled or self._settled_flag:
+                return False
+            self._state.wake = anyio.Event()
+            await self._state.wake.wait()
+        return True
 
     def abort(self, reason: str = "Stream aborted") -> None:
         """Abort the stream (the receiver gets ``__STREAM_ABORT__``)."""

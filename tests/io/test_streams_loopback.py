@@ -155,3 +155,32 @@ async def test_slow_reader_makes_the_sender_wait() -> None:
                     total += len(await incoming.receive())
                 await done.wait()
             await writer.aclose()
+
+
+async def test_wait_delivered_confirms_or_raises() -> None:
+    """`wait_delivered` is True once the receiver checked the whole stream; when the receiver
+    aborts instead, the sender hears of it even if its end frame was already on the way."""
+    with anyio.fail_after(60):
+        async with pair() as (a, b, _):
+            writer = await a.open_stream(B)
+            incoming = await b.accept_stream()
+            await writer.send(b"d" * 50_000)  # within the window: nobody reads yet
+            await writer.aclose()
+            got = b"".join([chunk async for chunk in incoming])
+            assert len(got) == 50_000
+            assert await writer.wait_delivered() is True
+            assert (a.machine.open_stream_count(), b.machine.open_stream_count()) == ((0, 0),) * 2
+
+            writer = await a.open_stream(B)
+            await writer.send(b"e" * 1000)
+            incoming = await b.accept_stream()
+            incoming.abort("receiver quits")  # its abort and our end frame cross
+
+            async def close_and_wait() -> bool:
+                await writer.aclose()
+                return await writer.wait_delivered()
+
+            with pytest.raises(StreamAbortedError):
+                await close_and_wait()
+            assert not writer.delivered.is_set()
+            await until(lambda: a.machine.open_stream_count() == (0, 0), "A freed")
