@@ -17,6 +17,7 @@ share the request-head handling and the machine loop (`_respond_to_head`, `_feed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -553,6 +554,22 @@ class PeerPigeonServer:
             self._detach(conn)
 
 
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on an accepted TCP connection.
+
+    asyncio does it only for sockets whose ``proto`` is ``IPPROTO_TCP``; the listening sockets
+    anyio binds (and we hand to ``create_server``) have ``proto`` 0, and so do their
+    connections (uvloop sets it on every TCP transport). With Nagle on, a frame relayed to a
+    client waits for the ACK of the one before, which a client with nothing to send delays by
+    up to 40 ms: an offer relayed 20 ms after the discovery would arrive 20 ms late.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):  # already reset: the first read or write will say so
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _AsyncioConnection(asyncio.BufferedProtocol):
     """One accepted TCP connection on the asyncio fast path: request head, then WebSocket.
 
@@ -587,6 +604,7 @@ class _AsyncioConnection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        _set_nodelay(transport)
         server = self._server
         server._accepted.add(self)
         loop = asyncio.get_running_loop()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import sys
 from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from anyio.abc import SocketAttribute
 from websockets.client import ClientProtocol
+from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from peerpigeon.io.client import SignalingSession
@@ -193,6 +198,40 @@ async def test_oversized_frame_closes_1009() -> None:
                 assert closed.code == 1009
                 tg.cancel_scope.cancel()
             a.link.aclose_nowait()
+
+
+def accepted_end(client: socket.socket) -> socket.socket:
+    """A duplicate of the server's socket for `client`'s connection (the server is in-process)."""
+    want = (client.getpeername(), client.getsockname())
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:  # not a socket (or already closed)
+            continue
+        try:
+            if sock.type == socket.SOCK_STREAM and (sock.getsockname(), sock.getpeername()) == want:
+                return sock
+        except OSError:  # a listening or unconnected socket has no peer
+            pass
+        sock.close()
+    raise AssertionError("the server's end of the connection is not in this process")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the socket in /proc")
+async def test_accepted_connections_send_without_nagle(server: PeerPigeonServer) -> None:
+    # With Nagle on, a frame relayed to a client that has an unacknowledged one waits for the
+    # client's delayed ACK (40 ms): the hub must set TCP_NODELAY on every connection it accepts.
+    with anyio.fail_after(10):
+        uri = parse_uri(f"{server.url}/?peerId={A}")
+        async with await anyio.connect_tcp(uri.host, uri.port) as stream:
+            protocol = ClientProtocol(uri)
+            protocol.send_request(protocol.connect())
+            for chunk in protocol.data_to_send():
+                await stream.send(chunk)
+            while not any(isinstance(e, Response) for e in protocol.events_received()):
+                protocol.receive_data(await stream.receive())  # the server has accepted it
+            with accepted_end(stream.extra(SocketAttribute.raw_socket)) as ours:
+                assert ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 async def test_sessions_discover_signal_and_leave(server: PeerPigeonServer) -> None:
