@@ -29,7 +29,7 @@ from peerpigeon.protocol.server import ConnectionId
 
 from .links import CLOSE_ABNORMAL, LinkConfig, StreamEnd
 from .network import ClientHandle, SimNetwork, TraceEntry
-from .nodes import SimNode, Transport
+from .nodes import SignalingServerNode, Transport
 
 __all__ = [
     "TOPOLOGIES",
@@ -124,8 +124,8 @@ def diameter(hubs: int, edges: Sequence[Edge]) -> int:
 # --- the hub node -----------------------------------------------------------------------------
 
 
-class FederatedHubNode(SimNode):
-    """Drives one hub machine: accepted connections, like `SignalingServerNode`, plus the
+class FederatedHubNode(SignalingServerNode):
+    """Drives one hub machine: a `SignalingServerNode` (accepted connections) plus the
     hub links it dials (`OpenHubLink` -> a stream; ``hub_link_opened`` / ``hub_link_failed``).
 
     `on_frame(node, end, text)` sees every frame this hub sends; `on_event(node, event, now)`
@@ -141,23 +141,15 @@ class FederatedHubNode(SimNode):
         on_frame: Callable[[FederatedHubNode, StreamEnd, str], None] | None = None,
         on_event: Callable[[FederatedHubNode, ps.ServerEvent, float], None] | None = None,
     ) -> None:
-        super().__init__(name)
-        self._machine = machine
-        self._by_conn: dict[ConnectionId, StreamEnd] = {}
-        self._by_end: dict[StreamEnd, ConnectionId] = {}
+        super().__init__(name, machine)
         self._dialled: dict[ConnectionId, bool] = {}  # our hub links -> opened yet
         self._kick_at: float | None = None
         self._on_frame = on_frame
         self._on_event = on_event
 
-    @property
-    def machine(self) -> ps.SignalingServer:
-        """The hub machine (for read-only queries)."""
-        return self._machine
-
     def is_hub_stream(self, end: StreamEnd) -> bool:
         """Whether `end` is a hub-to-hub connection (a link we dialled, or one from a hub)."""
-        conn = self._by_end.get(end)
+        conn = self._conns.get(end)
         return (conn is not None and conn in self._dialled) or isinstance(
             end.peer.node, FederatedHubNode
         )
@@ -179,36 +171,12 @@ class FederatedHubNode(SimNode):
         self._kick_at = None
         self._machine.handle_timer(now)
 
-    def stream_incoming(self, end: StreamEnd, path: str, now: float) -> None:
-        """Register an accepted connection."""
-        conn = self._machine.open_connection(path, now)
-        self._by_conn[conn] = end
-        self._by_end[end] = conn
-
     def stream_opened(self, end: StreamEnd, now: float) -> None:
         """A hub link we dialled is open."""
-        conn = self._by_end.get(end)
+        conn = self._conns.get(end)
         if conn is not None and conn in self._dialled:
             self._dialled[conn] = True
             self._machine.hub_link_opened(conn, now)
-
-    def stream_frame(self, end: StreamEnd, data: str | bytes, now: float) -> None:
-        """Feed one frame."""
-        conn = self._by_end.get(end)
-        if conn is not None:
-            self._machine.receive_frame(conn, data, now)
-
-    def stream_pong(self, end: StreamEnd, now: float) -> None:
-        """Feed a pong."""
-        conn = self._by_end.get(end)
-        if conn is not None:
-            self._machine.receive_pong(conn, now)
-
-    def stream_closed(self, end: StreamEnd, code: int, reason: str, now: float) -> None:
-        """Report the close."""
-        conn = self._forget(end)
-        if conn is not None:
-            self._machine.connection_closed(conn, now, code=code, reason=reason)
 
     def stream_failed(self, end: StreamEnd, reason: str, now: float) -> None:
         """Report a failed dial, or a broken connection as a 1006 close."""
@@ -226,11 +194,11 @@ class FederatedHubNode(SimNode):
         for action in self._machine.drain_actions():
             if isinstance(action, ps.OpenHubLink):
                 end = transport.open_stream(self, action.url)
-                self._by_conn[action.connection] = end
-                self._by_end[end] = action.connection
+                self._ends[action.connection] = end
+                self._conns[end] = action.connection
                 self._dialled[action.connection] = False
                 continue
-            end_or_none = self._by_conn.get(action.connection)
+            end_or_none = self._ends.get(action.connection)
             if end_or_none is None:
                 continue
             match action:
@@ -246,12 +214,6 @@ class FederatedHubNode(SimNode):
             if self._on_event is not None:
                 self._on_event(self, event, now)
             transport.emit(self, event)
-
-    def _forget(self, end: StreamEnd) -> ConnectionId | None:
-        conn = self._by_end.pop(end, None)
-        if conn is not None:
-            del self._by_conn[conn]
-        return conn
 
 
 # --- what crosses hub links -------------------------------------------------------------------

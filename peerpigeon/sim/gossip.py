@@ -13,8 +13,6 @@ reliable data channel, and losing one half would break the pairing no real chann
 
 from __future__ import annotations
 
-import hashlib
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,6 +21,7 @@ from typing import TypeVar
 from peerpigeon.protocol.gossip import (
     BinaryMessageReceived,
     Gossip,
+    GossipAction,
     GossipConfig,
     GossipEvent,
     GossipRejected,
@@ -32,7 +31,8 @@ from peerpigeon.protocol.gossip import (
 from peerpigeon.protocol.ids import PeerId
 from peerpigeon.protocol.rand import SeededEntropy
 
-from .clock import DEFAULT_WALL_OFFSET_S, Scheduler, VirtualClock
+from .clock import DEFAULT_WALL_OFFSET_S
+from .loop import MachineSim
 
 __all__ = ["Delivery", "GossipSim", "GossipSimError"]
 
@@ -73,7 +73,7 @@ class _Node:
         self.wake_at: float | None = None
 
 
-class GossipSim:
+class GossipSim(MachineSim[_Node, GossipAction, GossipEvent]):
     """Gossip machines on a fixed overlay; see the module docstring.
 
     Args:
@@ -87,6 +87,8 @@ class GossipSim:
         wall_offset_s: wall-clock seconds at virtual time 0.
         digest: hash every delivery into `trace_digest`.
     """
+
+    _error = GossipSimError
 
     def __init__(
         self,
@@ -104,23 +106,22 @@ class GossipSim:
     ) -> None:
         if not 0.0 <= loss < 1.0:
             raise ValueError("loss must be in [0, 1)")
-        self.seed = seed
-        self.clock = VirtualClock(wall_offset_s=wall_offset_s)
+        super().__init__(
+            seed,
+            latency_s=latency_s,
+            jitter_s=jitter_s,
+            wall_offset_s=wall_offset_s,
+            digest=digest,
+        )
         self.config = config or GossipConfig()
-        self._queue: Scheduler[Callable[[], None]] = Scheduler()
-        self._latency_s = latency_s
-        self._jitter_s = jitter_s
         self._loss = loss
         self._detect_s = detect_s
         self._max_message_size = max_message_size
-        self._pair_rngs: dict[tuple[str, str], random.Random] = {}
-        self._digest = hashlib.sha256() if digest else None
         self._nodes: dict[PeerId, _Node] = {}
         self.deliveries: dict[str, Delivery] = {}
         self.rejections: list[tuple[PeerId, GossipRejected]] = []
         self.frames_sent = 0
         self.frames_lost = 0
-        self.steps = 0
         for peer in graph:
             self._add(peer)
         for peer, neighbours in graph.items():
@@ -129,36 +130,6 @@ class GossipSim:
                     self._connect(peer, other)
         for node in self._nodes.values():
             self._pump(node)
-
-    # --- time ----------------------------------------------------------------------------
-
-    @property
-    def now(self) -> float:
-        """Virtual time in seconds."""
-        return self.clock.now
-
-    def run_until(self, t: float) -> None:
-        """Process everything due up to `t`, then set the clock to `t`."""
-        queue = self._queue
-        while queue:
-            nxt = queue.peek_time()
-            if nxt is None or nxt > t:
-                break
-            at, fn = queue.pop()
-            self.clock.advance_to(at)
-            self.steps += 1
-            fn()
-        self.clock.advance_to(max(t, self.now))
-
-    def run_for(self, dt: float) -> None:
-        """`run_until` ``now + dt``."""
-        self.run_until(self.now + dt)
-
-    def call_at(self, at: float, fn: Callable[[], None]) -> None:
-        """Run `fn()` at virtual time `at` (scripted churn)."""
-        if at < self.now:
-            raise ValueError("cannot schedule in the past")
-        self._queue.push(at, fn)
 
     # --- peers ---------------------------------------------------------------------------
 
@@ -222,10 +193,6 @@ class GossipSim:
         """`peer` closes its channels now; its neighbours notice one latency later."""
         self._remove(peer, self._latency_s)
 
-    def trace_digest(self) -> str:
-        """SHA-256 (hex) of every delivery and rejection, in order."""
-        return "" if self._digest is None else self._digest.hexdigest()
-
     # --- internals -------------------------------------------------------------------------
 
     def _add(self, peer: PeerId) -> None:
@@ -262,55 +229,22 @@ class GossipSim:
             node.gossip.peer_lost(gone, self.now)
             self._pump(node)
 
-    def _rng(self, a: str, b: str) -> random.Random:
-        key = (a, b) if a <= b else (b, a)
-        rng = self._pair_rngs.get(key)
-        if rng is None:
-            rng = self._pair_rngs[key] = random.Random(f"{self.seed}:{key[0]}:{key[1]}")
-        return rng
+    def _machine(self, node: _Node) -> Gossip:
+        return node.gossip
 
-    def _pump(self, node: _Node) -> None:
-        gossip = node.gossip
-        for action in gossip.drain_actions():
-            self._send(node, action.peer, action.data)
-        for event in gossip.drain_events():
-            self._record(node, event)
-        deadline = gossip.next_deadline()
-        if (
-            deadline is not None
-            and node.alive
-            and (node.wake_at is None or deadline < node.wake_at)
-        ):
-            at = max(deadline, self.now)
-            node.wake_at = at
-            self._queue.push(at, partial(self._wake, node))
+    def _label(self, node: _Node) -> str:
+        return node.peer[:8]
 
-    def _wake(self, node: _Node) -> None:
-        if not node.alive:
-            return
-        now = self.now
-        if node.wake_at == now:
-            node.wake_at = None
-        deadline = node.gossip.next_deadline()
-        if deadline is None or deadline > now:
-            self._pump(node)
-            return
-        node.gossip.handle_timer(now)
-        after = node.gossip.next_deadline()
-        if after is not None and after <= now:
-            raise GossipSimError(f"{node.peer[:8]}: deadline {after!r} not after {now!r}")
-        self._pump(node)
-
-    def _send(self, node: _Node, to: PeerId, data: str | bytes) -> None:
+    def _perform(self, node: _Node, action: GossipAction) -> None:
+        to, data = action.peer, action.data
         if to not in node.links:
             return  # the channel is gone: a real one refuses to send
         self.frames_sent += 1
-        rng = self._rng(node.peer, to)
-        if isinstance(data, str) and self._loss and rng.random() < self._loss:
+        lossy = self._loss and isinstance(data, str)
+        if lossy and self._pair_rng(node.peer, to).random() < self._loss:
             self.frames_lost += 1
             return
-        delay = self._latency_s + (rng.random() * self._jitter_s if self._jitter_s else 0.0)
-        at = max(self.now + delay, node.links[to])
+        at = max(self.now + self._delay(node.peer, to), node.links[to])
         node.links[to] = at
         self._queue.push(at, partial(self._deliver, node.peer, to, data))
 
@@ -333,8 +267,7 @@ class GossipSim:
                     self._count(node.peer, msg_id, hops)
             case GossipRejected():
                 self.rejections.append((node.peer, event))
-        if self._digest is not None:
-            self._digest.update(f"{self.now!r} {node.peer} {event!r}\n".encode())
+        self._trace(node.peer, event)
 
     def _count(self, peer: PeerId, msg_id: str, hops: int) -> None:
         record = self.deliveries.get(msg_id)

@@ -17,7 +17,6 @@ It uses only the machines' public surface, so the same numbers come out for one 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from collections.abc import Callable
@@ -33,7 +32,8 @@ from peerpigeon.protocol.rand import SeededEntropy
 from peerpigeon.protocol.server import ConnectionId
 from peerpigeon.protocol.wire import GLOBAL_NETWORK
 
-from .clock import DEFAULT_WALL_OFFSET_S, Scheduler, VirtualClock
+from .clock import DEFAULT_WALL_OFFSET_S
+from .loop import MachineSim
 
 __all__ = ["EvictedRecord", "EvictionRecord", "MeshSim", "MeshSimError", "SimPeer"]
 
@@ -165,7 +165,7 @@ class SimPeer:
         return f"<SimPeer {self.name} {self.peer_id[:8]}>"
 
 
-class MeshSim:
+class MeshSim(MachineSim[_Node, pm.MeshAction, pm.MeshEvent]):
     """A deterministic mesh: one hub, N peers, fake WebRTC links, a virtual clock.
 
     Args:
@@ -182,6 +182,8 @@ class MeshSim:
         digest: hash every event into `trace_digest` (costs a ``repr`` per event).
         wall_offset_s: wall-clock seconds at virtual time 0.
     """
+
+    _error = MeshSimError
 
     def __init__(
         self,
@@ -209,21 +211,21 @@ class MeshSim:
                 raise ValueError(f"{name} must be finite and >= 0")
         if not 0.0 <= loss < 1.0:
             raise ValueError("loss must be in [0, 1)")
-        self.seed = seed
-        self.clock = VirtualClock(wall_offset_s=wall_offset_s)
-        self._queue: Scheduler[Callable[[], None]] = Scheduler()
+        super().__init__(
+            seed,
+            latency_s=latency_s,
+            jitter_s=jitter_s,
+            wall_offset_s=wall_offset_s,
+            digest=digest,
+        )
         self._template = config
-        self._latency_s = latency_s
-        self._jitter_s = jitter_s
         self._setup_s = setup_s
         self._crash_detect_s = crash_detect_s
         self._loss = loss
         self._max_message_size = max_message_size
         self._loss_rngs: dict[int, random.Random] = {}
         self._keep_events = keep_events
-        self._digest = hashlib.sha256() if digest else None
         self._ids = SeededEntropy(f"{seed}:peer-ids")
-        self._pair_rngs: dict[tuple[str, str], random.Random] = {}
         self._nodes: dict[str, _Node] = {}
         self._by_id: dict[PeerId, _Node] = {}
         self._links: dict[int, _Link] = {}
@@ -236,7 +238,6 @@ class MeshSim:
         self._agreed_at: dict[tuple[PeerId, PeerId], float] = {}  # (victim, evictor) -> when
         self._other_losses: dict[PeerId, list[float]] = {}  # losses not by eviction, by time
         self._opened_at: dict[tuple[PeerId, PeerId], float] = {}
-        self.steps = 0
         self.data_messages = 0
         self.data_lost = 0
         self.server = ps.SignalingServer(
@@ -247,36 +248,6 @@ class MeshSim:
             wall_offset_s=wall_offset_s,
         )
         self._arm_hub()
-
-    # --- time ----------------------------------------------------------------------------
-
-    @property
-    def now(self) -> float:
-        """Virtual time in seconds."""
-        return self.clock.now
-
-    def run_until(self, t: float) -> None:
-        """Process everything due up to `t`, then set the clock to `t`."""
-        queue = self._queue
-        while queue:
-            nxt = queue.peek_time()
-            if nxt is None or nxt > t:
-                break
-            at, fn = queue.pop()
-            self.clock.advance_to(at)
-            self.steps += 1
-            fn()
-        self.clock.advance_to(max(t, self.now))
-
-    def run_for(self, dt: float) -> None:
-        """`run_until` ``now + dt``."""
-        self.run_until(self.now + dt)
-
-    def call_at(self, at: float, fn: Callable[[], None]) -> None:
-        """Run `fn()` at virtual time `at` (scripted scenarios, churn)."""
-        if at < self.now:
-            raise ValueError("cannot schedule in the past")
-        self._queue.push(at, fn)
 
     # --- peers ---------------------------------------------------------------------------
 
@@ -387,23 +358,10 @@ class MeshSim:
                     adj[other][node.peer_id] = None
         return {p: tuple(n) for p, n in adj.items()}
 
-    def trace_digest(self) -> str:
-        """SHA-256 (hex) of every event, in order (empty string when digest is off)."""
-        return "" if self._digest is None else self._digest.hexdigest()
-
     # --- internals: scheduling -------------------------------------------------------------
 
     def _at(self, at: float, fn: Callable[[], None]) -> None:
         self._queue.push(at, fn)
-
-    def _delay(self, a: str, b: str) -> float:
-        key = (a, b) if a <= b else (b, a)
-        rng = self._pair_rngs.get(key)
-        if rng is None:
-            rng = self._pair_rngs[key] = random.Random(f"{self.seed}:{key[0]}:{key[1]}")
-        if not self._jitter_s:
-            return self._latency_s
-        return self._latency_s + rng.random() * self._jitter_s
 
     def _c2s(self, sock: _Socket, fn: Callable[[], None]) -> None:
         at = max(self.now + self._delay(sock.node.name, "hub"), sock.c2s_last)
@@ -425,51 +383,18 @@ class MeshSim:
 
     # --- internals: nodes --------------------------------------------------------------------
 
-    def _pump(self, node: _Node) -> None:
-        """Perform the machine's actions, record its events, re-arm its timer."""
-        if not node.alive:
-            return
-        mesh = node.mesh
-        for action in mesh.drain_actions():
-            self._perform(node, action)
-        for event in mesh.drain_events():
-            self._record(node, event)
-        self._arm(node)
+    def _machine(self, node: _Node) -> pm.Mesh:
+        return node.mesh
 
-    def _arm(self, node: _Node) -> None:
-        deadline = node.mesh.next_deadline()
-        if deadline is None or not node.alive:
-            return
-        if node.wake_at is None or deadline < node.wake_at:
-            at = max(deadline, self.now)
-            node.wake_at = at
-            self._at(at, lambda: self._wake(node))
-
-    def _wake(self, node: _Node) -> None:
-        if not node.alive:
-            return
-        now = self.now
-        if node.wake_at == now:
-            node.wake_at = None
-        deadline = node.mesh.next_deadline()
-        if deadline is None:
-            return
-        if deadline > now:
-            self._arm(node)
-            return
-        node.mesh.handle_timer(now)
-        after = node.mesh.next_deadline()
-        if after is not None and after <= now:
-            raise MeshSimError(f"{node.name}: deadline {after!r} not after {now!r}")
-        self._pump(node)
+    def _label(self, node: _Node) -> str:
+        return node.name
 
     def _record(self, node: _Node, event: pm.MeshEvent) -> None:
         key = type(event).__name__
         self.event_counts[key] = self.event_counts.get(key, 0) + 1
         if node.events is not None:
             node.events.append(event)
-        if self._digest is not None:
-            self._digest.update(f"{self.now!r} {node.name} {event!r}\n".encode())
+        self._trace(node.name, event)
         if isinstance(event, pm.EvictionRequested) and event.accepted:
             self._agreed_at[(node.peer_id, event.peer_id)] = self.now
         if isinstance(event, pm.PeerEvicted) and event.initiated_by_peer:
