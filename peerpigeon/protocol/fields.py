@@ -44,6 +44,8 @@ def opt_number(
     value = obj.get(key)
     if value is None:
         return None
+    if type(value) is int:  # every int is finite (and math.isfinite overflows on huge ones)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise DecodeError(path or key, "must be a finite number")
     return value

@@ -31,6 +31,7 @@ any frame of an unknown type that has gossip-like fields as gossip (data-plane W
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeAlias
 
@@ -137,6 +138,7 @@ GOSSIP_RESERVED_KEYS: Final = (
     "ttl",
     "path",
 )
+_RESERVED: Final = frozenset(GOSSIP_RESERVED_KEYS)
 
 
 # --- values ------------------------------------------------------------------------------
@@ -165,9 +167,11 @@ class GossipMessage:
 
     def __post_init__(self) -> None:
         """Refuse ``extra`` keys that would shadow an envelope field."""
-        for key in self.extra:
-            if key in GOSSIP_RESERVED_KEYS:
-                raise UsageError("extra", f"{key!r} is an envelope field")
+        extra = self.extra
+        if extra:
+            for key in extra:
+                if key in _RESERVED:
+                    raise UsageError("extra", f"{key!r} is an envelope field")
 
     @property
     def network(self) -> str:
@@ -176,8 +180,19 @@ class GossipMessage:
 
     def relayed_by(self, peer_id: str) -> GossipMessage:
         """The copy a relay sends: ``ttl`` minus one and `peer_id` appended to ``path``."""
-        ttl = None if self.ttl is None else self.ttl - 1
-        return replace(self, ttl=ttl, path=(*(self.path or ()), peer_id))
+        ttl = self.ttl
+        return GossipMessage(  # not dataclasses.replace: this is the relay's hot path
+            id=self.id,
+            subtype=self.subtype,
+            content=self.content,
+            from_peer=self.from_peer,
+            to=self.to,
+            network_name=self.network_name,
+            timestamp=self.timestamp,
+            ttl=None if ttl is None else ttl - 1,
+            path=(*(self.path or ()), peer_id),
+            extra=self.extra,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +385,7 @@ def _path(obj: JsonObject, max_path: int) -> tuple[str, ...] | None:
     for hop in raw_path:
         if not isinstance(hop, str) or len(hop) > MAX_GOSSIP_ID_LENGTH:
             raise DecodeError("path", "entries must be peer ID strings")
-    return tuple(hop for hop in raw_path if isinstance(hop, str))
+    return tuple(raw_path)  # type: ignore[arg-type]  # every entry is a string
 
 
 def decode_gossip(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> GossipMessage:
@@ -378,27 +393,46 @@ def decode_gossip(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> Gossip
 
     `max_path` bounds the ``path`` array (field ``path``).
     """
-    if obj.get("type") != "gossip":
+    get = obj.get
+    if get("type") != "gossip":
         raise DecodeError("type", "must be 'gossip'")
     msg_id = _required_str(obj, "id", MAX_GOSSIP_ID_LENGTH)
     subtype = _required_str(obj, "subtype", MAX_SUBTYPE_LENGTH)
     if "content" not in obj:  # JSON null is fine, a missing key is not (data-plane 3.4)
         raise DecodeError("content", "is required")
-    sender = parse_peer_id(obj.get("from"), "from")
-    to = opt_str(obj, "to", max_length=MAX_GOSSIP_ID_LENGTH)
-    if to is not None and not is_valid_peer_id(to.strip()):
-        raise DecodeError("to", "must be 40 hex characters")
+    sender = parse_peer_id(get("from"), "from")
+    to = get("to")
+    if to is not None:
+        to = opt_str(obj, "to", max_length=MAX_GOSSIP_ID_LENGTH)
+        if to is not None and not is_valid_peer_id(to.strip()):
+            raise DecodeError("to", "must be 40 hex characters")
     path = _path(obj, max_path)
-    extra = {key: value for key, value in obj.items() if key not in GOSSIP_RESERVED_KEYS}
+    network_name = get("networkName")
+    if network_name is not None and (
+        type(network_name) is not str or len(network_name) > MAX_GOSSIP_ID_LENGTH
+    ):
+        network_name = opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH)
+    timestamp = get("timestamp")
+    if timestamp is not None and type(timestamp) is not int:
+        timestamp = opt_number(obj, "timestamp")
+    ttl = get("ttl")
+    if ttl is not None and type(ttl) is not int:
+        ttl = opt_number(obj, "ttl")
+    # Most envelopes carry only known fields: find that out without a loop in Python.
+    extra = (
+        {key: value for key, value in obj.items() if key not in _RESERVED}
+        if obj.keys() - _RESERVED
+        else {}
+    )
     return GossipMessage(
         id=msg_id,
         subtype=subtype,
         content=obj["content"],
         from_peer=sender,
         to=to,
-        network_name=opt_str(obj, "networkName", max_length=MAX_GOSSIP_ID_LENGTH),
-        timestamp=opt_number(obj, "timestamp"),
-        ttl=opt_number(obj, "ttl"),
+        network_name=network_name,
+        timestamp=timestamp,
+        ttl=ttl,
         path=path,
         extra=extra,
     )
@@ -556,11 +590,26 @@ def decode_data_object(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> D
 # --- encoding ----------------------------------------------------------------------------
 
 
-def _dumps(obj: JsonObject) -> str:
+# Built once: json.dumps with these options would build an encoder per call.
+_ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+_ESCAPE: Final = json.encoder.encode_basestring_ascii  # what _ENCODE does to a string
+
+
+def _dumps(obj: JsonValue) -> str:
     try:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return _ENCODE(obj)
     except (ValueError, TypeError, RecursionError):
         raise UsageError("content", "is not encodable as JSON") from None
+
+
+def _number(value: object) -> str:
+    """`value` as `_ENCODE` writes it, for an int or finite float; TypeError otherwise."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+        return float.__repr__(value)
+    raise TypeError("not a plain number")
 
 
 def encode_gossip(msg: GossipMessage) -> str:
@@ -568,6 +617,13 @@ def encode_gossip(msg: GossipMessage) -> str:
 
     Raises `UsageError` when the content is not JSON.
     """
+    if not msg.extra:
+        # The envelope's own fields written directly (the text _dumps would give), as a
+        # relay does this for every message; anything unusual takes the general way.
+        try:
+            return _encode_plain_gossip(msg)
+        except (TypeError, ValueError):
+            pass
     out: JsonObject = {
         "id": msg.id,
         "type": "gossip",
@@ -587,6 +643,34 @@ def encode_gossip(msg: GossipMessage) -> str:
         out["path"] = list(msg.path)
     out.update(msg.extra)
     return _dumps(out)
+
+
+def _encode_plain_gossip(msg: GossipMessage) -> str:
+    """`encode_gossip` without ``extra``; TypeError or ValueError if a field is unusual."""
+    escape = _ESCAPE
+    content = msg.content
+    parts = [
+        '{"id":',
+        escape(msg.id),
+        ',"type":"gossip","subtype":',
+        escape(msg.subtype),
+        ',"content":',
+        escape(content) if type(content) is str else _dumps(content),
+        ',"from":',
+        escape(msg.from_peer),
+    ]
+    if msg.to is not None:
+        parts += (',"to":', escape(msg.to))
+    if msg.network_name is not None:
+        parts += (',"networkName":', escape(msg.network_name))
+    if msg.timestamp is not None:
+        parts += (',"timestamp":', _number(msg.timestamp))
+    if msg.ttl is not None:
+        parts += (',"ttl":', _number(msg.ttl))
+    if msg.path is not None:
+        parts += (',"path":[', ",".join(map(escape, msg.path)), "]")
+    parts.append("}")
+    return "".join(parts)
 
 
 def encode_binary_header(size: int) -> str:

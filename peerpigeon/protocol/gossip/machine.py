@@ -31,6 +31,7 @@ wire is the reference's; the behaviour differs where the reference is weak:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Final
 
@@ -48,6 +49,7 @@ from peerpigeon.protocol.frames import (
     Hello,
     OtherFrame,
     decode_data_object,
+    decode_gossip,
     encode_binary_gossip_header,
     encode_binary_header,
     encode_gossip,
@@ -88,6 +90,9 @@ FEATURE_EVICTION_AGREEMENT: Final = "evict-ask"  # it answers __PP_EVICT_ASK__ (
 _FEATURES: Final = (FEATURE_BINARY_BROADCAST, FEATURE_NEIGHBOURS, FEATURE_EVICTION_AGREEMENT)
 _PATH_ENTRY_BYTES: Final = 43  # ',"<40 hex>"' added to the path per hop
 _ROUTED_SUBTYPES: Final = frozenset({"dm", "dht-routing"})
+# A path joined with commas: peer IDs (40 hex characters, as `is_valid_peer_id`) and
+# nothing else, since a comma inside an entry would make one comma too many.
+_PEER_ID_LIST_RE: Final = re.compile(r"[a-fA-F0-9]{40}(?:,[a-fA-F0-9]{40})*")
 # DM contents a JS peer handles internally and never shows the application (data-plane
 # 3.6.4, and the mesh-level filter of chat strings); we act on none of them (W-CTL-2).
 _CONTROL_CONTENT_TYPES: Final = frozenset(
@@ -112,6 +117,11 @@ def is_control_content(content: JsonValue) -> bool:
         except DecodeError:
             obj = None
     return obj is not None and obj.get("type") in _CONTROL_CONTENT_TYPES
+
+
+def _lowered(path: tuple[str, ...] | None) -> set[str]:
+    """The peers on `path`, lower-cased."""
+    return {hop.lower() for hop in path or ()}
 
 
 # How long after a channel opens a peer's hello may still be on its way: until then the
@@ -149,6 +159,7 @@ class _Neighbour:
     """One open channel as gossip sees it."""
 
     peer: PeerId
+    lower: str  # peer, lower-cased (paths are compared so)
     value: int
     max_message_size: int  # 0: no limit known
     pending: PendingPayloads
@@ -211,6 +222,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         self._max_frame_bytes = max_frame_bytes
         self._min_peers = min_peers
         self._seen = SeenCache(max_size=config.max_seen, ttl_s=config.seen_ttl_s)
+        self._seen_has = self._seen.has
         self._neighbours: dict[PeerId, _Neighbour] = {}
         self._advert_at: float | None = None
         self._c = _Counters()
@@ -289,6 +301,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             return
         nb = _Neighbour(
             peer=peer,
+            lower=peer.lower(),
             value=int(peer, 16),
             max_message_size=max(0, max_message_size),
             pending=PendingPayloads(self._config.max_pending_binary),
@@ -323,14 +336,15 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         Frames of other layers (eviction, signaling, DHT, streams) are ignored. May emit
         `MessageReceived` or `GossipRejected`; may queue `GossipSend` (relays).
         """
-        if peer not in self._neighbours:
+        nb = self._neighbours.get(peer)
+        if nb is None:
             return
         try:
             obj = decode_json_object(text, max_bytes=self._max_frame_bytes)
         except DecodeError as err:
             self._reject(peer, err.field, err.reason)
             return
-        self.receive_json(peer, obj, now)
+        self._receive_json(nb, obj, now)
 
     def receive_json(self, peer: PeerId, obj: JsonObject, now: float) -> None:
         """One text frame from `peer`, parsed as a JSON object (the mesh parses once).
@@ -339,22 +353,33 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         checked, as in JS (data-plane 3.4): every peer gets most messages several times,
         so that path is kept short. Otherwise as `receive_text`.
         """
-        if peer not in self._neighbours:
+        nb = self._neighbours.get(peer)
+        if nb is not None:
+            self._receive_json(nb, obj, now)
+
+    def _receive_json(self, nb: _Neighbour, obj: JsonObject, now: float) -> None:
+        if obj.get("type") != "gossip":
+            try:
+                frame = decode_data_object(obj, max_path=self._config.max_path_length)
+            except DecodeError as err:
+                self._reject(nb.peer, err.field, err.reason)
+                return
+            self.receive_frame(nb.peer, frame, now)
             return
-        if obj.get("type") == "gossip":
-            msg_id = obj.get("id")
-            if isinstance(msg_id, str) and msg_id in self._seen:
-                network = obj.get("networkName") or GLOBAL_NETWORK
-                if network == self._network:
-                    self._c.received += 1
-                    self._c.duplicates += 1
-                    return
-        try:
-            frame = decode_data_object(obj, max_path=self._config.max_path_length)
+        msg_id = obj.get("id")
+        if isinstance(msg_id, str) and self._seen_has(msg_id):
+            network = obj.get("networkName") or GLOBAL_NETWORK
+            if network == self._network:
+                c = self._c
+                c.received += 1
+                c.duplicates += 1
+                return
+        try:  # what decode_data_object and receive_frame do with a gossip frame
+            msg = decode_gossip(obj, max_path=self._config.max_path_length)
         except DecodeError as err:
-            self._reject(peer, err.field, err.reason)
+            self._reject(nb.peer, err.field, err.reason)
             return
-        self.receive_frame(peer, frame, now)
+        self._on_gossip(nb, msg, now)
 
     def receive_frame(self, peer: PeerId, frame: DataFrame, now: float) -> None:
         """One decoded frame from neighbour `peer` (the mesh decodes once for all layers).
@@ -447,7 +472,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
         msg = self._new_message(subtype, content, None, now)
         self._seen.add(msg.id, now)
         self._c.originated += 1
-        self._flood(msg, exclude=None, relay=False)
+        self._flood(msg, {self._me_lower}, exclude=None, relay=False)
         return msg.id
 
     def send_direct(
@@ -536,11 +561,13 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     def _on_gossip(self, nb: _Neighbour, msg: GossipMessage, now: float) -> None:
         self._c.received += 1
         via = nb.peer
-        problem = self._check_envelope(via, msg.from_peer, msg.ttl, msg.path)
-        if problem is not None:
-            self._reject(via, *problem)
+        path = msg.path
+        try:
+            on_path = self._check_envelope(nb, msg.from_peer, msg.ttl, path)
+        except DecodeError as err:
+            self._reject(via, err.field, err.reason)
             return
-        if self._skip(msg.id, msg.network, msg.path, msg.timestamp, now):
+        if self._skip(msg.id, msg.network, on_path, msg.timestamp, now):
             return
         self._seen.add(msg.id, now)
         subtype = msg.subtype
@@ -566,46 +593,54 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
                 self._deliver(msg, via, direct=False)
         else:
             self._c.ignored += 1  # key exchange, encrypted, media, unknown: relay only
-        self._flood(msg.relayed_by(self._me), exclude=via, relay=True)
+        self._flood(msg.relayed_by(self._me), on_path, exclude=via, relay=True)
 
     def _check_envelope(
         self,
-        via: PeerId,
+        nb: _Neighbour,
         origin: PeerId,
         ttl: int | float | None,
         path: tuple[str, ...] | None,
-    ) -> tuple[str, str] | None:
-        """Why an envelope from `via` is invalid, as ``(field, reason)``, or ``None``."""
+    ) -> set[str]:
+        """The peers on the path of a valid envelope from `nb`, lower-cased.
+
+        Raises `DecodeError` (field, reason) when the envelope is invalid.
+        """
         if ttl is None:
-            return ("ttl", "is required")
+            raise DecodeError("ttl", "is required")
         if isinstance(ttl, float) or ttl < 1 or ttl > self._config.max_ttl:
-            return ("ttl", f"must be an integer 1..{self._config.max_ttl}")
+            raise DecodeError("ttl", f"must be an integer 1..{self._config.max_ttl}")
         if not path:
-            return ("path", "is required")
-        if not all(is_valid_peer_id(hop) for hop in path):
-            return ("path", "entries must be peer IDs")
-        if path[-1].lower() != via.lower():
-            return ("path", "does not end with the sending neighbour")
+            raise DecodeError("path", "is required")
+        try:
+            joined = ",".join(path)
+        except TypeError:  # not strings
+            joined = ""
+        if _PEER_ID_LIST_RE.fullmatch(joined) is None:
+            raise DecodeError("path", "entries must be peer IDs")
+        on_path = {hop.lower() for hop in path}
+        if path[-1].lower() != nb.lower:
+            raise DecodeError("path", "does not end with the sending neighbour")
         if path[0].lower() != origin.lower():
-            return ("path", "does not start with the origin")
-        if len({hop.lower() for hop in path}) != len(path):
-            return ("path", "repeats a peer")
-        return None
+            raise DecodeError("path", "does not start with the origin")
+        if len(on_path) != len(path):
+            raise DecodeError("path", "repeats a peer")
+        return on_path
 
     def _skip(
         self,
         msg_id: str,
         network: str,
-        path: tuple[str, ...] | None,
+        on_path: set[str],
         timestamp: int | float | None,
         now: float,
     ) -> bool:
         """Whether a valid envelope is dropped (counted) before it is remembered."""
         if network != self._network:
             self._c.other_network += 1
-        elif msg_id in self._seen:  # dedup before the remaining checks, as JS does
+        elif self._seen_has(msg_id):  # dedup before the remaining checks, as JS does
             self._c.duplicates += 1
-        elif any(hop.lower() == self._me_lower for hop in path or ()):
+        elif self._me_lower in on_path:
             self._c.loops += 1  # our own messages too: their path starts with us
         elif self._too_old(timestamp, now):
             self._c.stale += 1
@@ -634,11 +669,10 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             )
         )
 
-    def _eligible(self, path: tuple[str, ...] | None, exclude: PeerId | None) -> list[_Neighbour]:
-        """Open neighbours except `exclude` and the peers already on `path`."""
-        on_path = {hop.lower() for hop in path or ()}
+    def _eligible(self, on_path: set[str], exclude: PeerId | None) -> list[_Neighbour]:
+        """Open neighbours except `exclude` and the peers in `on_path` (lower-cased)."""
         return [
-            nb for p, nb in self._neighbours.items() if p != exclude and p.lower() not in on_path
+            nb for p, nb in self._neighbours.items() if p != exclude and nb.lower not in on_path
         ]
 
     def _budget_ok(self, ttl: int | float | None, path: tuple[str, ...] | None) -> bool:
@@ -651,8 +685,11 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             return False
         return True
 
-    def _flood(self, msg: GossipMessage, *, exclude: PeerId | None, relay: bool) -> None:
-        targets = self._eligible(msg.path, exclude)
+    def _flood(
+        self, msg: GossipMessage, on_path: set[str], *, exclude: PeerId | None, relay: bool
+    ) -> None:
+        """Send `msg` to the neighbours not in `on_path` (its path's peers, lower-cased)."""
+        targets = self._eligible(on_path, exclude)
         if not targets or not self._budget_ok(msg.ttl, msg.path):
             return
         self._send_gossip(msg, targets, relay=relay)
@@ -660,7 +697,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     def _route(self, msg: GossipMessage, *, exclude: PeerId | None, relay: bool) -> None:
         to = msg.to
         assert to is not None  # only targeted messages are routed
-        candidates = self._eligible(msg.path, exclude)
+        candidates = self._eligible(_lowered(msg.path), exclude)
         if not self._budget_ok(msg.ttl, msg.path):
             return
         visited = {int(hop, 16) for hop in msg.path or ()}
@@ -681,18 +718,30 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     def _send_gossip(self, msg: GossipMessage, targets: list[_Neighbour], *, relay: bool) -> None:
         ttl = msg.ttl
         assert isinstance(ttl, int)  # checked on receipt; ours are ints
-        encoded: dict[int, str] = {}
+        act = self._actions.append
+        text = encode_gossip(msg)  # the common case: no neighbour caps the TTL below ours
+        size = len(text)  # compact ASCII JSON: characters are bytes
+        capped: dict[int, str] | None = None
+        sent = 0
         for nb in targets:
-            cap = min(ttl, nb.ttl_cap)
-            text = encoded.get(cap)
-            if text is None:
-                text = encoded[cap] = encode_gossip(msg if cap == ttl else replace(msg, ttl=cap))
-            if not nb.fits(len(text)):  # compact ASCII JSON: characters are bytes
+            cap = nb.ttl_cap
+            if cap >= ttl:
+                out, out_size = text, size
+            else:
+                if capped is None:
+                    capped = {}
+                known = capped.get(cap)
+                if known is None:
+                    known = capped[cap] = encode_gossip(replace(msg, ttl=cap))
+                out, out_size = known, len(known)
+            limit = nb.max_message_size
+            if limit > 0 and out_size > limit:  # _Neighbour.fits
                 self._c.too_large += 1
                 continue
-            if relay:
-                self._c.relayed += 1
-            self._act(GossipSend(nb.peer, text))
+            sent += 1
+            act(GossipSend(nb.peer, out))
+        if relay:
+            self._c.relayed += sent
 
     def _new_id(self) -> str:
         return self._entropy.token_bytes(16).hex()
@@ -752,15 +801,16 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             self._queue_payload(nb, Pending(PendingKind.DIRECT, size=frame.size))
             return
         self._c.received += 1
-        problem = self._check_envelope(nb.peer, frame.from_peer, frame.ttl, frame.path)
         limit = self._config.max_broadcast_binary_bytes
-        if problem is None and frame.size > limit:
-            problem = ("size", f"{frame.size} bytes exceeds the limit of {limit}")
-        if problem is not None:
+        try:
+            on_path = self._check_envelope(nb, frame.from_peer, frame.ttl, frame.path)
+            if frame.size > limit:
+                raise DecodeError("size", f"{frame.size} bytes exceeds the limit of {limit}")
+        except DecodeError as err:
             self._queue_payload(nb, discard)
-            self._reject(nb.peer, *problem)
+            self._reject(nb.peer, err.field, err.reason)
             return
-        if self._skip(frame.id, frame.network, frame.path, frame.timestamp, now):
+        if self._skip(frame.id, frame.network, on_path, frame.timestamp, now):
             self._queue_payload(nb, discard)
             return
         self._queue_payload(nb, Pending(PendingKind.BROADCAST, size=frame.size, header=frame))
@@ -768,7 +818,8 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     def _flood_binary(
         self, header: BinaryGossipHeader, payload: bytes, *, exclude: PeerId | None, relay: bool
     ) -> None:
-        targets = [nb for nb in self._eligible(header.path, exclude) if self._takes_binary(nb)]
+        eligible = self._eligible(_lowered(header.path), exclude)
+        targets = [nb for nb in eligible if self._takes_binary(nb)]
         if not targets or not self._budget_ok(header.ttl, header.path):
             return
         ttl = header.ttl

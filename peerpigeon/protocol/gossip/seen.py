@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = ["SeenCache"]
 
 
@@ -19,6 +21,8 @@ class SeenCache:
         self._ttl_s = ttl_s
         self._expiry: dict[str, float] = {}
         self.evicted = 0
+        self.has: Callable[[object], bool] = self._expiry.__contains__
+        """``msg_id in cache`` as a bound method of the dict (no Python frame: hot path)."""
 
     def __len__(self) -> int:
         return len(self._expiry)
