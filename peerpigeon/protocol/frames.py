@@ -90,6 +90,7 @@ __all__ = [
     "encode_eviction_cancel",
     "encode_gossip",
     "encode_hello",
+    "encode_relayed_gossip",
     "encode_signaling",
     "expects_payload",
 ]
@@ -396,8 +397,12 @@ def decode_gossip(obj: JsonObject, *, max_path: int = MAX_PATH_LENGTH) -> Gossip
     get = obj.get
     if get("type") != "gossip":
         raise DecodeError("type", "must be 'gossip'")
-    msg_id = _required_str(obj, "id", MAX_GOSSIP_ID_LENGTH)
-    subtype = _required_str(obj, "subtype", MAX_SUBTYPE_LENGTH)
+    msg_id = get("id")
+    if type(msg_id) is not str or not 0 < len(msg_id) <= MAX_GOSSIP_ID_LENGTH:
+        msg_id = _required_str(obj, "id", MAX_GOSSIP_ID_LENGTH)
+    subtype = get("subtype")
+    if type(subtype) is not str or not 0 < len(subtype) <= MAX_SUBTYPE_LENGTH:
+        subtype = _required_str(obj, "subtype", MAX_SUBTYPE_LENGTH)
     if "content" not in obj:  # JSON null is fine, a missing key is not (data-plane 3.4)
         raise DecodeError("content", "is required")
     sender = parse_peer_id(get("from"), "from")
@@ -617,11 +622,30 @@ def encode_gossip(msg: GossipMessage) -> str:
 
     Raises `UsageError` when the content is not JSON.
     """
+    return _encode_gossip(msg, msg.ttl, msg.path)
+
+
+def encode_relayed_gossip(msg: GossipMessage, peer_id: str, *, ttl: int | None = None) -> str:
+    """``encode_gossip(msg.relayed_by(peer_id))``, with `ttl` as its TTL when given.
+
+    The relay's hot path: the copy is encoded without being built.
+    """
+    new_ttl = ttl if ttl is not None or msg.ttl is None else msg.ttl - 1
+    path = (*(msg.path or ()), peer_id)
+    if msg.extra:  # build the copy: it checks extra as relayed_by would
+        return _encode_gossip(msg.relayed_by(peer_id), new_ttl, path)
+    return _encode_gossip(msg, new_ttl, path)
+
+
+def _encode_gossip(
+    msg: GossipMessage, ttl: int | float | None, path: tuple[str, ...] | None
+) -> str:
+    """`encode_gossip` of `msg` with `ttl` and `path` in place of its own."""
     if not msg.extra:
         # The envelope's own fields written directly (the text _dumps would give), as a
         # relay does this for every message; anything unusual takes the general way.
         try:
-            return _encode_plain_gossip(msg)
+            return _encode_plain_gossip(msg, ttl, path)
         except (TypeError, ValueError):
             pass
     out: JsonObject = {
@@ -637,16 +661,18 @@ def encode_gossip(msg: GossipMessage) -> str:
         out["networkName"] = msg.network_name
     if msg.timestamp is not None:
         out["timestamp"] = msg.timestamp
-    if msg.ttl is not None:
-        out["ttl"] = msg.ttl
-    if msg.path is not None:
-        out["path"] = list(msg.path)
+    if ttl is not None:
+        out["ttl"] = ttl
+    if path is not None:
+        out["path"] = list(path)
     out.update(msg.extra)
     return _dumps(out)
 
 
-def _encode_plain_gossip(msg: GossipMessage) -> str:
-    """`encode_gossip` without ``extra``; TypeError or ValueError if a field is unusual."""
+def _encode_plain_gossip(
+    msg: GossipMessage, ttl: int | float | None, path: tuple[str, ...] | None
+) -> str:
+    """`_encode_gossip` without ``extra``; TypeError or ValueError if a field is unusual."""
     escape = _ESCAPE
     content = msg.content
     parts = [
@@ -665,10 +691,10 @@ def _encode_plain_gossip(msg: GossipMessage) -> str:
         parts += (',"networkName":', escape(msg.network_name))
     if msg.timestamp is not None:
         parts += (',"timestamp":', _number(msg.timestamp))
-    if msg.ttl is not None:
-        parts += (',"ttl":', _number(msg.ttl))
-    if msg.path is not None:
-        parts += (',"path":[', ",".join(map(escape, msg.path)), "]")
+    if ttl is not None:
+        parts += (',"ttl":', _number(ttl))
+    if path is not None:
+        parts += (',"path":[', ",".join(map(escape, path)), "]")
     parts.append("}")
     return "".join(parts)
 

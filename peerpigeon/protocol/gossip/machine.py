@@ -54,6 +54,7 @@ from peerpigeon.protocol.frames import (
     encode_binary_header,
     encode_gossip,
     encode_hello,
+    encode_relayed_gossip,
     expects_payload,
 )
 from peerpigeon.protocol.ids import PeerId, is_valid_peer_id
@@ -593,7 +594,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
                 self._deliver(msg, via, direct=False)
         else:
             self._c.ignored += 1  # key exchange, encrypted, media, unknown: relay only
-        self._flood(msg.relayed_by(self._me), on_path, exclude=via, relay=True)
+        self._flood(msg, on_path, exclude=via, relay=True)
 
     def _check_envelope(
         self,
@@ -675,12 +676,13 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             nb for p, nb in self._neighbours.items() if p != exclude and nb.lower not in on_path
         ]
 
-    def _budget_ok(self, ttl: int | float | None, path: tuple[str, ...] | None) -> bool:
-        """Whether a copy with this TTL and path may still be sent (counts when not)."""
+    def _budget_ok(self, ttl: int | float | None, hops: int) -> bool:
+        """Whether a copy with this TTL and `hops` on its path may still be sent (counts when
+        not)."""
         if ttl is None or ttl < 1:
             self._c.ttl_exhausted += 1
             return False
-        if len(path or ()) > self._config.max_path_length:
+        if hops > self._config.max_path_length:
             self._c.path_exhausted += 1
             return False
         return True
@@ -688,17 +690,25 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     def _flood(
         self, msg: GossipMessage, on_path: set[str], *, exclude: PeerId | None, relay: bool
     ) -> None:
-        """Send `msg` to the neighbours not in `on_path` (its path's peers, lower-cased)."""
+        """Send `msg` (`relay`: the copy we relay) to the neighbours not in `on_path`.
+
+        `on_path` holds the peers on the path of `msg`, lower-cased.
+        """
         targets = self._eligible(on_path, exclude)
-        if not targets or not self._budget_ok(msg.ttl, msg.path):
+        if not targets:
             return
-        self._send_gossip(msg, targets, relay=relay)
+        ttl, hops = msg.ttl, len(msg.path or ())
+        if relay and ttl is not None:
+            ttl, hops = ttl - 1, hops + 1  # msg.relayed_by(us), not built
+        if not self._budget_ok(ttl, hops):
+            return
+        self._send_gossip(msg, targets, relay=relay, forward=relay)
 
     def _route(self, msg: GossipMessage, *, exclude: PeerId | None, relay: bool) -> None:
         to = msg.to
         assert to is not None  # only targeted messages are routed
         candidates = self._eligible(_lowered(msg.path), exclude)
-        if not self._budget_ok(msg.ttl, msg.path):
+        if not self._budget_ok(msg.ttl, len(msg.path or ())):
             return
         visited = {int(hop, 16) for hop in msg.path or ()}
         hop = next_hop(
@@ -715,11 +725,18 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
             self._c.dm_local_minima += 1
         self._send_gossip(msg, [self._neighbours[hop.peer]], relay=relay)
 
-    def _send_gossip(self, msg: GossipMessage, targets: list[_Neighbour], *, relay: bool) -> None:
+    def _send_gossip(
+        self, msg: GossipMessage, targets: list[_Neighbour], *, relay: bool, forward: bool = False
+    ) -> None:
+        """Send `msg` (`forward`: the copy we relay, as `relayed_by`) to `targets`, with each
+        one's TTL cap; `relay` counts the copies as relayed."""
         ttl = msg.ttl
         assert isinstance(ttl, int)  # checked on receipt; ours are ints
+        if forward:
+            ttl -= 1
         act = self._actions.append
-        text = encode_gossip(msg)  # the common case: no neighbour caps the TTL below ours
+        # the common case: no neighbour caps the TTL below ours
+        text = encode_relayed_gossip(msg, self._me) if forward else encode_gossip(msg)
         size = len(text)  # compact ASCII JSON: characters are bytes
         capped: dict[int, str] | None = None
         sent = 0
@@ -732,7 +749,11 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
                     capped = {}
                 known = capped.get(cap)
                 if known is None:
-                    known = capped[cap] = encode_gossip(replace(msg, ttl=cap))
+                    known = capped[cap] = (
+                        encode_relayed_gossip(msg, self._me, ttl=cap)
+                        if forward
+                        else encode_gossip(replace(msg, ttl=cap))
+                    )
                 out, out_size = known, len(known)
             limit = nb.max_message_size
             if limit > 0 and out_size > limit:  # _Neighbour.fits
@@ -820,7 +841,7 @@ class Gossip(Outbox[GossipAction, GossipEvent]):
     ) -> None:
         eligible = self._eligible(_lowered(header.path), exclude)
         targets = [nb for nb in eligible if self._takes_binary(nb)]
-        if not targets or not self._budget_ok(header.ttl, header.path):
+        if not targets or not self._budget_ok(header.ttl, len(header.path or ())):
             return
         ttl = header.ttl
         assert isinstance(ttl, int)
