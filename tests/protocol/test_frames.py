@@ -27,6 +27,7 @@ from peerpigeon.protocol.frames import (
     encode_data_frame,
     encode_eviction,
     encode_gossip,
+    encode_relayed_gossip,
     encode_signaling,
 )
 from peerpigeon.protocol.ids import PeerId
@@ -371,3 +372,14 @@ def test_arbitrary_objects_only_raise_decode_error(obj: JsonObject) -> None:
     except DecodeError:
         return
     assert isinstance(frame, GossipMessage | EvictionNotice | SignalingEnvelope | OtherFrame)
+
+
+@given(gossip_messages, peer_ids, st.none() | st.integers(min_value=0, max_value=32))
+def test_relay_encoding_is_the_relayed_copys(
+    msg: GossipMessage, relay: PeerId, ttl: int | None
+) -> None:
+    """The relay's fast path writes exactly what encoding the relayed copy writes."""
+    copy = msg.relayed_by(relay)
+    if ttl is not None:
+        copy = GossipMessage(**{**{f: getattr(copy, f) for f in copy.__slots__}, "ttl": ttl})
+    assert encode_relayed_gossip(msg, relay, ttl=ttl) == encode_gossip(copy)

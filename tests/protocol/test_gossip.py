@@ -377,6 +377,17 @@ def test_invalid_chat_is_dropped_and_not_relayed_like_js() -> None:
     assert s.g.stats().filtered == 3
 
 
+def test_a_huge_integer_ttl_is_rejected_not_raised() -> None:
+    """An integer too big for a float once escaped `receive_text` as OverflowError."""
+    s = Solo(A, C)
+    frame = envelope(A, msg_id="f" * 32)
+    frame["ttl"] = 10**400
+    actions, events = s.recv(A, frame)
+    assert actions == []
+    assert messages(events) == []
+    assert [field for field, _ in rejected(events)] == ["ttl"]
+
+
 def test_chat_string_that_looks_like_a_control_message_is_relayed_not_shown() -> None:
     s = Solo(A, C)
     actions, events = s.recv(A, envelope(A, content='{"type":"signaling-relay"}'))
