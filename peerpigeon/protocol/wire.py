@@ -49,9 +49,11 @@ __all__ = [
     "decode_json_object",
     "decode_message",
     "encode_message",
+    "encode_relay",
     "error_text_for",
     "message_from_object",
     "query_param",
+    "relay_parts",
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -543,6 +545,77 @@ def encode_message(msg: Message) -> str:
     if msg.timestamp is not None:
         out["timestamp"] = msg.timestamp
     return _encode_json(out)
+
+
+_quote: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii  # what _ENCODER uses
+
+
+def relay_parts(obj: JsonObject) -> tuple[str, str | None, str | None, str] | None:
+    """The relay fast path's view of a plain ``offer`` / ``answer`` / ``ice-candidate``.
+
+    For an object `message_from_object` turns into an `Offer`, `Answer` or `IceCandidate`
+    with a non-empty ``targetPeerId`` and only the usual field shapes: ``(head,
+    networkName, fromPeerId, targetPeerId)``, where `head` is `encode_message` of that
+    message up to its envelope (``{"type":...,"data":{...}``, no closing brace). None for
+    anything else (another type, a missing or ill-typed field, an unusual but valid shape):
+    the caller then takes the general path, which decides and raises as usual.
+    """
+    kind = obj.get("type")
+    data = obj.get("data")
+    if type(data) is not dict:
+        return None
+    if kind == "offer" or kind == "answer":
+        sdp = data.get("sdp")
+        if type(sdp) is not str:
+            return None
+        data_type = data.get("type")
+        if data_type is not None and data_type != kind:
+            return None
+        head = f'{{"type":"{kind}","data":{{"type":"{kind}","sdp":{_quote(sdp)}}}'
+    elif kind == "ice-candidate":
+        candidate = data.get("candidate")
+        mid = data.get("sdpMid")
+        index = data.get("sdpMLineIndex")
+        ufrag = data.get("usernameFragment")
+        if (
+            type(candidate) is not str
+            or (mid is not None and type(mid) is not str)
+            or (index is not None and type(index) is not int)
+            or (ufrag is not None and type(ufrag) is not str)
+        ):
+            return None
+        tail = "}" if ufrag is None else f',"usernameFragment":{_quote(ufrag)}}}'
+        head = (
+            f'{{"type":"ice-candidate","data":{{"candidate":{_quote(candidate)}'
+            f',"sdpMid":{"null" if mid is None else _quote(mid)}'
+            f',"sdpMLineIndex":{"null" if index is None else int.__repr__(index)}{tail}'
+        )
+    else:
+        return None
+    get = obj.get
+    network_name = get("networkName")
+    from_peer_id = get("fromPeerId")
+    target = get("targetPeerId")
+    timestamp = get("timestamp")
+    max_peers = get("maxPeers")
+    if (
+        type(target) is not str
+        or not target
+        or (network_name is not None and type(network_name) is not str)
+        or (from_peer_id is not None and type(from_peer_id) is not str)
+        or (timestamp is not None and type(timestamp) is not int)
+        or (max_peers is not None and type(max_peers) is not int)
+    ):
+        return None
+    return head, network_name, from_peer_id, target
+
+
+def encode_relay(head: str, network: str, from_peer_id: str, target: str, timestamp: int) -> str:
+    """`encode_message` of a relay copy from its `relay_parts` head and the new envelope."""
+    return (
+        f'{head},"networkName":{_quote(network)},"fromPeerId":{_quote(from_peer_id)}'
+        f',"targetPeerId":{_quote(target)},"timestamp":{int.__repr__(timestamp)}}}'
+    )
 
 
 # One encoder for every frame (json.dumps with options would build a new one per call).

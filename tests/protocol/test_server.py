@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import unittest.mock
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from peerpigeon.protocol import wire
 from peerpigeon.protocol.errors import ConfigError, UsageError
 from peerpigeon.protocol.ids import PeerId, generate_peer_id, k_closest
 from peerpigeon.protocol.rand import SeededEntropy
@@ -45,6 +47,7 @@ from peerpigeon.protocol.server import (
     ServerEvent,
     SignalingServer,
 )
+from peerpigeon.protocol.server import machine as server_machine
 
 Json = dict[str, Any]
 
@@ -1508,6 +1511,131 @@ def test_arbitrary_json_never_breaks_the_server(value: object, as_bytes: bool) -
         if conn != fuzzer:
             assert msg.get("fromPeerId") in (A, "system")
     _bystanders_still_work(h, b, c)
+
+
+_DEEP: Final[Any] = json.loads("[" * 70 + "]" * 70)  # past MAX_JSON_DEPTH
+relay_data = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["offer", "answer"]) | json_scalars,
+        "sdp": st.text() | json_scalars | st.just("v" * 5000),
+        "candidate": st.text(max_size=40) | json_scalars,
+        "sdpMid": st.sampled_from(["0", "audio"]) | json_scalars,
+        "sdpMLineIndex": st.integers(min_value=0, max_value=5) | json_scalars,
+        "usernameFragment": st.text(max_size=8) | json_scalars,
+        "extra": json_values | st.just(_DEEP),
+    },
+)
+relay_frames = st.fixed_dictionaries(
+    {"type": st.sampled_from(["offer", "answer", "ice-candidate"])},
+    optional={
+        "data": relay_data | json_values,
+        "networkName": st.sampled_from(["x", "global", ""]) | json_scalars,
+        "fromPeerId": st.sampled_from([A, B, C, D, H]) | json_scalars,
+        "targetPeerId": st.sampled_from([A, B, C, D, H, UNKNOWN, ""]) | json_scalars,
+        "timestamp": st.integers(min_value=0, max_value=2**53) | json_scalars,
+        "maxPeers": st.integers(min_value=1, max_value=10) | json_scalars,
+        "extra": json_values,
+    },
+)
+
+
+def _relay_scene() -> tuple[Harness, dict[str, ConnectionId]]:
+    """A (and B) in ``x``, C in ``global``, D connected but unannounced, H a hub; one closing."""
+    h = Harness(ServerConfig(max_message_bytes=4096, max_bad_frames=3))
+    conns = {A: h.join(A, "x"), B: h.join(B, "x"), C: h.join(C), D: h.open(D), H: h.open(H)}
+    h.announce(conns[H], HUB_NS, {"isHub": True})
+    return h, conns
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    frame=relay_frames | envelopes,
+    sender=st.sampled_from([A, B, C, D, H]),
+    as_bytes=st.booleans(),
+    repeat=st.integers(min_value=1, max_value=5),
+)
+def test_relay_fast_path_does_what_the_general_path_does(
+    frame: Json, sender: PeerId, as_bytes: bool, repeat: int
+) -> None:
+    """Fast path (relay_parts + encode_relay) and general path: same actions, events, stats.
+
+    Valid relays must come out byte for byte as the general path writes them; invalid ones
+    must be rejected with the same errors, strikes and closes.
+    """
+    fast, fast_conns = _relay_scene()
+    general, general_conns = _relay_scene()
+    text = json.dumps(frame)
+    data = text.encode() if as_bytes else text
+    with unittest.mock.patch.object(server_machine, "relay_parts", return_value=None):
+        for _ in range(repeat):  # repeats reach the strike limit
+            general.s.receive_frame(general_conns[sender], data, 1.0)
+        general_step = general.drain()
+    for _ in range(repeat):
+        fast.s.receive_frame(fast_conns[sender], data, 1.0)
+    fast_step = fast.drain()
+    assert fast_step == general_step
+    assert fast.s.stats() == general.s.stats()
+
+
+text_with_surrogates = st.text() | st.sampled_from(["\ud800", "x\udfff", '\u00e9\r\n"\\/'])
+routable_relays = st.tuples(
+    st.sampled_from([(A, B, "x"), (B, A, "x"), (C, D, "global"), (D, C, None), (C, D, "")]),
+    st.sampled_from(["offer", "answer", "ice-candidate"]),
+    st.fixed_dictionaries(
+        {"sdp": text_with_surrogates, "candidate": text_with_surrogates},
+        optional={
+            "type": st.sampled_from(["offer", "answer"]),
+            "sdpMid": st.none() | text_with_surrogates,
+            "sdpMLineIndex": st.none() | st.integers(min_value=0, max_value=2**70),
+            "usernameFragment": st.none() | text_with_surrogates,
+            "extra": json_values,
+        },
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "fromPeerId": st.none() | st.just("sender"),
+            "timestamp": st.none() | st.integers(min_value=-(2**70), max_value=2**70),
+            "maxPeers": st.none() | st.integers(min_value=-(2**70), max_value=2**70),
+            "extra": json_values,
+        },
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(relay=routable_relays, now=st.floats(min_value=0.0, max_value=1e6))
+def test_routable_relays_come_out_byte_for_byte_as_before(
+    relay: tuple[tuple[PeerId, PeerId, str | None], str, Json, Json], now: float
+) -> None:
+    (sender, target, network), kind, data, envelope = relay
+    frame: Json = {"type": kind, "data": data, "targetPeerId": target, **envelope}
+    if network is not None:
+        frame["networkName"] = network
+    if envelope.get("fromPeerId") == "sender":
+        frame["fromPeerId"] = sender
+    fast, fast_conns = _relay_scene()
+    general, general_conns = _relay_scene()
+    with unittest.mock.patch.object(server_machine, "relay_parts", return_value=None):
+        general_step = general.send(general_conns[sender], frame, now)
+    fast_step = fast.send(fast_conns[sender], frame, now)
+    assert fast_step == general_step
+    assert fast.s.stats() == general.s.stats()
+    if wire.relay_parts(frame) is not None and not fast_step.rejected():  # a fast delivery
+        assert [c for c, _ in fast_step.texts()] == [fast_conns[target]]
+
+
+@pytest.mark.parametrize("kind", ["offer", "answer", "ice-candidate"])
+def test_plain_relays_take_the_fast_path(kind: str) -> None:
+    h, conns = _relay_scene()
+    frame = signal(kind, B, "x")
+    assert wire.relay_parts(frame) is not None
+    with unittest.mock.patch.object(
+        server_machine, "message_from_object", side_effect=AssertionError("general path")
+    ):
+        step = h.send(conns[A], frame, now=2.0)
+    assert [c for c, _ in step.texts()] == [conns[B]]
 
 
 # --- hypothesis: stateful -------------------------------------------------------------------------

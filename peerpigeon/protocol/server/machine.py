@@ -49,10 +49,14 @@ from peerpigeon.protocol.wire import (
     PeerDiscovered,
     Ping,
     Pong,
+    decode_json_object,
     decode_message,
     encode_message,
+    encode_relay,
     error_text_for,
+    message_from_object,
     query_param,
+    relay_parts,
 )
 
 from .federation import BootstrapBackoff, RelayCache, client_proof, relay_key, server_proof, verify
@@ -399,7 +403,11 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         conn.last_activity = now
         self._count.frames_received += 1
         try:
-            msg = decode_message(data, max_bytes=self.config.max_message_bytes)
+            obj = decode_json_object(data, max_bytes=self.config.max_message_bytes)
+            parts = relay_parts(obj)
+            if parts is not None and self._relay_fast(conn, parts, now):
+                return
+            msg = message_from_object(obj)
         except UnknownMessageType as err:
             self._reply_error(conn, err.message_type, err.reason, now)
             return
@@ -724,6 +732,36 @@ class SignalingServer(Outbox[ServerAction, ServerEvent]):
         if not self._deliver_local(relay):
             self._relay_cache.check_and_add(self._relay_key(relay), now)
             self._forward_to_hubs(relay, arrival=None)
+
+    def _relay_fast(
+        self, conn: _Conn, parts: tuple[str, str | None, str | None, str], now: float
+    ) -> bool:
+        """`_on_relay` for a plain relay delivered on this server, encoded from `parts`.
+
+        Does what `_dispatch` would do with the decoded message and returns True; returns
+        False, having done nothing, for whatever it leaves to the general path (a hub's
+        relay, a spoofed sender, another namespace, a target elsewhere).
+        """
+        head, network_name, from_peer_id, target = parts
+        peer_id = conn.peer_id
+        if conn.is_hub or (from_peer_id is not None and from_peer_id != peer_id):
+            return False
+        network = network_name or GLOBAL_NETWORK
+        if network != (conn.network or GLOBAL_NETWORK):
+            return False
+        target_conn_id = self._by_peer.get(PeerId(target))
+        if target_conn_id is None:
+            return False
+        target_conn = self._conns[target_conn_id]
+        if (target_conn.network or GLOBAL_NETWORK) != network:
+            return False
+        count = self._count
+        count.relayed += 1
+        if target_conn.state is ConnectionState.OPEN:
+            count.frames_sent += 1
+            text = encode_relay(head, network, peer_id, target, self.wall_ms(now))
+            self._act(SendText(connection=target_conn_id, text=text))
+        return True
 
     def _deliver_local(self, relay: Message) -> bool:
         """Send a relay to its target if the target is on this server (True if it is)."""
