@@ -9,9 +9,12 @@ Session setup as in `reference/signaling-and-topology.md` section 6.9; the chann
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ipaddress
 import logging
+import socket
+from asyncio.trsock import TransportSocket
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -161,6 +164,38 @@ def _parse_sdp(sdp: str) -> SessionDescription:
         raise DecodeError("sdp", f"unparseable ({type(err).__name__})") from err
 
 
+# aioice leaves its UDP sockets at the kernel's default buffers (about 208 KiB here). A
+# data channel in full flight bursts more than that between two reads of a busy event
+# loop, and each datagram the kernel drops there costs SCTP a retransmission and half its
+# congestion window (or a 1 s timeout). We ask for more; the kernel caps it at rmem_max /
+# wmem_max, and a refusal leaves the default.
+SOCKET_BUFFER_BYTES: Final = 4 * 1024 * 1024
+
+
+def _ice_sockets(pc: RTCPeerConnection) -> list[socket.socket | TransportSocket]:
+    """The UDP sockets of `pc`'s ICE connection (aioice keeps them per candidate; asyncio
+    hands out its sockets wrapped, with `getsockopt`/`setsockopt` still there)."""
+    sctp = pc.sctp
+    if sctp is None:
+        return []
+    connection = getattr(sctp.transport.transport, "_connection", None)
+    found: list[socket.socket | TransportSocket] = []
+    for protocol in getattr(connection, "_protocols", ()):
+        transport = getattr(protocol, "transport", None)
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if isinstance(sock, socket.socket | TransportSocket):
+            found.append(sock)
+    return found
+
+
+def _widen_socket_buffers(pc: RTCPeerConnection) -> None:
+    for sock in _ice_sockets(pc):
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                if sock.getsockopt(socket.SOL_SOCKET, option) < SOCKET_BUFFER_BYTES:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+
+
 class AiortcTransport:
     """`PeerLink` implemented with aiortc (asyncio only).
 
@@ -269,6 +304,17 @@ class AiortcTransport:
             return None
         local, remote = pair.local_addr, pair.remote_addr
         return (str(local[0]), int(local[1])), (str(remote[0]), int(remote[1]))
+
+    @property
+    def socket_buffers(self) -> tuple[tuple[int, int], ...]:
+        """(receive, send) buffer bytes of each ICE socket, as the kernel reports them."""
+        return tuple(
+            (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+            )
+            for sock in _ice_sockets(self._pc)
+        )
 
     # -- signaling -------------------------------------------------------------------------
 
@@ -501,6 +547,7 @@ class AiortcTransport:
     def _on_channel_open(self) -> None:
         if self._ended or self._channel is None:
             return
+        _widen_socket_buffers(self._pc)
         size = self._max_message_size
         self._deliver(
             ChannelOpen(

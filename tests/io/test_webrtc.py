@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
@@ -26,7 +28,7 @@ from peerpigeon.io.transport import (
     TextReceived,
     TrackReceived,
 )
-from peerpigeon.io.webrtc import LOOPBACK_ICE_HOSTS, AiortcTransport
+from peerpigeon.io.webrtc import LOOPBACK_ICE_HOSTS, SOCKET_BUFFER_BYTES, AiortcTransport
 from peerpigeon.protocol.errors import ConfigError, DecodeError, UsageError
 
 pytestmark = pytest.mark.anyio
@@ -124,6 +126,25 @@ async def test_offer_answer_opens_messages_channel_on_loopback(peers: tuple[Peer
         assert selected is not None
         (local_host, _), (remote_host, _) = selected
         assert (local_host, remote_host) == ("127.0.0.1", "127.0.0.1")
+
+
+async def test_ice_sockets_get_wide_buffers_once_open(peers: tuple[Peer, Peer]) -> None:
+    """A channel in full flight overruns the kernel's default UDP buffers (drops, then SCTP
+    retransmits); an open link asks for SOCKET_BUFFER_BYTES, capped by the kernel."""
+    a, b = peers
+    with anyio.fail_after(20):
+        await connect(a, b)
+    cap = SOCKET_BUFFER_BYTES
+    with contextlib.suppress(OSError, ValueError):
+        cap = min(cap, int(Path("/proc/sys/net/core/rmem_max").read_text()))
+    with contextlib.suppress(OSError, ValueError):
+        cap = min(cap, int(Path("/proc/sys/net/core/wmem_max").read_text()))
+    for link in (a.link, b.link):
+        sizes = link.socket_buffers
+        assert sizes
+        for receive, send in sizes:
+            assert receive >= cap  # Linux reports twice what was set
+            assert send >= cap
 
 
 async def test_text_and_binary_cross_both_ways_byte_exact(peers: tuple[Peer, Peer]) -> None:
