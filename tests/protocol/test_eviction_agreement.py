@@ -336,7 +336,10 @@ def test_offers_waiting_for_young_links_are_bounded() -> None:
     assert len(s.sent("connection-rejected")) == 1
 
 
-def test_a_ring_dial_waits_for_the_victims_agreement() -> None:
+def ring_dial_wants_a_slot() -> Solo:
+    """Full (max_peers=2) with the Python neighbours PA and PC, whose hellos report 3 links;
+    then P7 appears. Our ring becomes P7 (the predecessor, we dial it) and PA, so PC is
+    not protected: the optimiser asks PC whether it may be evicted."""
     s = Solo(max_peers=2, min_peers=1)
     s.online()
     s.accept(PA)
@@ -344,8 +347,13 @@ def test_a_ring_dial_waits_for_the_victims_agreement() -> None:
     for peer in (PA, PC):
         s.text(peer, hello(peer, 3))
     s.advance(s.now + HELLO_GRACE_S)
-    s.discover(P7)  # our ring: P7 (predecessor, we dial it) and PA; PC is not protected
+    s.discover(P7)
     s.advance(s.now + 1.0)
+    return s
+
+
+def test_a_ring_dial_waits_for_the_victims_agreement() -> None:
+    s = ring_dial_wants_a_slot()
     ((peer, request_id),) = asks(s)
     assert peer == PC
     assert CreateOffer(P7) not in s.actions  # no slot yet
@@ -358,15 +366,7 @@ def test_a_ring_dial_waits_for_the_victims_agreement() -> None:
 
 
 def test_a_refused_ring_dial_does_not_dial() -> None:
-    s = Solo(max_peers=2, min_peers=1)
-    s.online()
-    s.accept(PA)
-    s.accept(PC)
-    for peer in (PA, PC):
-        s.text(peer, hello(peer, 3))
-    s.advance(s.now + HELLO_GRACE_S)
-    s.discover(P7)
-    s.advance(s.now + 1.0)
+    s = ring_dial_wants_a_slot()
     answer(s, PC, asks(s)[0][1], accept=False)
     s.advance(s.now + 3.0)  # PC is spared; PA is a ring neighbour: nobody to evict
     assert CreateOffer(P7) not in s.actions
@@ -375,15 +375,7 @@ def test_a_refused_ring_dial_does_not_dial() -> None:
 
 
 def test_an_agreement_for_a_dial_that_cannot_go_out_is_cancelled() -> None:
-    s = Solo(max_peers=2, min_peers=1)
-    s.online()
-    s.accept(PA)
-    s.accept(PC)
-    for peer in (PA, PC):
-        s.text(peer, hello(peer, 3))
-    s.advance(s.now + HELLO_GRACE_S)
-    s.discover(P7)
-    s.advance(s.now + 1.0)
+    s = ring_dial_wants_a_slot()
     ((_, request_id),) = asks(s)
     s.m.socket_closed(s.now, code=1006, reason="hub gone")  # our offer could not be sent
     s.drain()
